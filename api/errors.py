@@ -1,0 +1,127 @@
+"""The only place that turns failures into HTTP: one application/problem+json shape for all."""
+
+import logging
+from http import HTTPStatus
+
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+
+log = logging.getLogger("cei.api")
+
+RETRY_AFTER_S = "5"
+
+STATUS_BY_ERROR: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthorized: 401,
+    InvalidInput: 400,
+    Unavailable: 503,
+}
+
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    code: str,
+    *,
+    errors: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemDetailsException:
+    """The one error shape: {status, title, detail, code[, errors]}."""
+    extra: dict = {"code": code}
+    if errors:
+        extra["errors"] = errors
+    return ProblemDetailsException(
+        status_code=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        extra=extra,
+        headers=headers,
+    )
+
+
+def _status_for(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def domain_to_problem(exc: DomainError) -> ProblemDetailsException:
+    status = _status_for(exc)
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status == 503:
+        headers = {"Retry-After": RETRY_AFTER_S}
+    return problem(status, exc.message, exc.code, headers=headers)
+
+
+def http_to_problem(exc: HTTPException) -> ProblemDetailsException:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        errors = exc.extra if isinstance(exc.extra, list) else None
+        return problem(400, "request validation failed", "validation_error", errors=errors)
+    detail = exc.detail or HTTPStatus(status).phrase
+    if status == 413:
+        detail = f"{detail}: the request body is larger than this server accepts"
+    errors = exc.extra if isinstance(exc.extra, list) else None
+    headers = dict(exc.headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return problem(
+        status, detail, CODE_BY_STATUS.get(status, "error"), errors=errors, headers=headers or None
+    )
+
+
+def database_to_problem(exc: DBAPIError) -> ProblemDetailsException:
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return problem(
+        503,
+        "the database is not answering; retry later",
+        "database_unavailable",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+def unexpected_to_problem(exc: Exception) -> ProblemDetailsException:
+    # Logged with its traceback here; the client gets no internals.
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged", "internal_error")
+
+
+def problem_details_config() -> ProblemDetailsConfig:
+    return ProblemDetailsConfig(
+        exception_to_problem_detail_map={
+            DomainError: domain_to_problem,
+            HTTPException: http_to_problem,
+            OperationalError: database_to_problem,
+            Exception: unexpected_to_problem,
+        },
+    )

@@ -1,0 +1,87 @@
+"""The API's one wiring point: create_app(settings) -> Litestar."""
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsPlugin
+
+from api.auth import BearerAuthMiddleware, integration_scope_guard
+from api.deps import provide_session, provide_settings
+from api.errors import problem_details_config
+from api.routes import ROUTE_HANDLERS, TEST_ONLY_ROUTE_HANDLERS
+from core.db import get_engine
+from core.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+DOCS_PATH = "/api/docs"
+
+SECURITY_HEADERS = [
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
+    ResponseHeader(name="Cache-Control", value="no-store"),
+]
+
+OPENAPI_DESCRIPTION = """\
+CEI receives hourly energy readings from factories and turns them into evidence of avoidable
+waste. People authenticate with `POST /auth/login` (JWT, `Authorization: Bearer <access_token>`);
+SCADA relays use an integration token (`Authorization: Bearer cei_int_…`), which may call only the
+ingestion and ingest-health routes. Every error is `application/problem+json`:
+`{status, title, detail, code[, errors]}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("cei")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the API for these settings (default: the environment's)."""
+    settings = settings or get_settings()
+    engine = get_engine(settings.effective_database_url)
+    handlers = list(ROUTE_HANDLERS)
+    if settings.enable_test_auth_routes:
+        handlers += TEST_ONLY_ROUTE_HANDLERS
+    api = Router(path=API_PREFIX, route_handlers=handlers, guards=[integration_scope_guard])
+    logging.getLogger("cei").setLevel(logging.INFO)
+    return Litestar(
+        route_handlers=[api],
+        state=State({"engine": engine, "settings": settings}),
+        dependencies={
+            "db_session": Provide(provide_session),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+        },
+        middleware=[
+            DefineMiddleware(
+                BearerAuthMiddleware,
+                engine=engine,
+                settings=settings,
+                exclude=[f"^{DOCS_PATH}"],
+            )
+        ],
+        plugins=[ProblemDetailsPlugin(problem_details_config())],
+        openapi_config=OpenAPIConfig(
+            title="CEI API",
+            version=_version(),
+            description=OPENAPI_DESCRIPTION,
+            path=DOCS_PATH,
+            use_handler_docstrings=True,
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        ),
+        cors_config=CORSConfig(allow_origins=settings.cors_origins)
+        if settings.cors_origins
+        else None,
+        response_headers=SECURITY_HEADERS,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

@@ -1,0 +1,17 @@
+"""Every controller of the API, in OpenAPI order."""
+
+from api.routes.accounts import AccountController, AuthTestController, OrganizationController
+from api.routes.health import HealthController
+from api.routes.sites import MeterController, SiteController
+from api.routes.tokens import IntegrationTokenController
+
+ROUTE_HANDLERS = [
+    HealthController,
+    AccountController,
+    OrganizationController,
+    IntegrationTokenController,
+    SiteController,
+    MeterController,
+]
+
+TEST_ONLY_ROUTE_HANDLERS = [AuthTestController]

@@ -1,0 +1,142 @@
+"""Signup, login, token refresh, logout, the caller's identity and organisation settings."""
+
+from litestar import Controller, Request, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+from sqlmodel import Session
+
+from api.auth import requires_admin
+from core import accounts
+from core.accounts import Principal
+from core.models import (
+    LoginInput,
+    MePublic,
+    OrganizationPublic,
+    OrganizationUpdate,
+    RefreshInput,
+    SignupInput,
+    SignupPublic,
+    TokenPair,
+    UserPublic,
+)
+from core.settings import Settings
+
+
+def _signup(session: Session, settings: Settings, data: SignupInput) -> SignupPublic:
+    user, org = accounts.signup(
+        session,
+        email=data.email,
+        password=data.password,
+        organization_name=data.organization_name,
+        settings=settings,
+    )
+    return SignupPublic(
+        user=UserPublic.model_validate(user, from_attributes=True),
+        organization=OrganizationPublic.model_validate(org, from_attributes=True),
+    )
+
+
+def _login(session: Session, settings: Settings, data: LoginInput) -> TokenPair:
+    return accounts.login(session, email=data.email, password=data.password, settings=settings)
+
+
+class AccountController(Controller):
+    path = "/auth"
+    tags = ["auth"]
+
+    @post("/signup", exclude_from_auth=True, sync_to_thread=True)
+    def signup(
+        self,
+        db_session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        data: JSONBody[SignupInput],
+    ) -> SignupPublic:
+        """Create an organisation and its first admin user."""
+        return _signup(db_session, settings, data)
+
+    @post("/login", exclude_from_auth=True, sync_to_thread=True, status_code=200)
+    def login(
+        self,
+        db_session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        data: JSONBody[LoginInput],
+    ) -> TokenPair:
+        """Exchange email and password for an access token and a refresh token."""
+        return _login(db_session, settings, data)
+
+    @post("/refresh", exclude_from_auth=True, sync_to_thread=True, status_code=200)
+    def refresh(
+        self,
+        db_session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        data: JSONBody[RefreshInput],
+    ) -> TokenPair:
+        """Rotate a refresh token. Presenting an already-rotated token revokes its whole session."""
+        return accounts.rotate_refresh(
+            db_session, refresh_token=data.refresh_token, settings=settings
+        )
+
+    @post("/logout", exclude_from_auth=True, sync_to_thread=True, status_code=204)
+    def logout(self, db_session: NamedDependency[Session], data: JSONBody[RefreshInput]) -> None:
+        """Revoke the session that this refresh token belongs to."""
+        accounts.logout(db_session, refresh_token=data.refresh_token)
+
+    @get("/me", sync_to_thread=True)
+    def me(self, request: Request, db_session: NamedDependency[Session]) -> MePublic:
+        """The signed-in user and their organisation."""
+        principal: Principal = request.user
+        user = accounts.get_user(db_session, org_id=principal.org_id, user_id=principal.user_id)
+        org = accounts.get_org(db_session, org_id=principal.org_id)
+        return MePublic(
+            user=UserPublic.model_validate(user, from_attributes=True),
+            organization=OrganizationPublic.model_validate(org, from_attributes=True),
+        )
+
+
+class AuthTestController(Controller):
+    """Test-only twins of signup and login; mounted only when CEI_ENABLE_TEST_AUTH_ROUTES is on."""
+
+    path = "/auth-tests"
+    tags = ["auth (test only)"]
+
+    @post("/signup", exclude_from_auth=True, sync_to_thread=True)
+    def signup(
+        self,
+        db_session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        data: JSONBody[SignupInput],
+    ) -> SignupPublic:
+        """Same as /auth/signup (test deployments only)."""
+        return _signup(db_session, settings, data)
+
+    @post("/login", exclude_from_auth=True, sync_to_thread=True, status_code=200)
+    def login(
+        self,
+        db_session: NamedDependency[Session],
+        settings: NamedDependency[Settings],
+        data: JSONBody[LoginInput],
+    ) -> TokenPair:
+        """Same as /auth/login (test deployments only)."""
+        return _login(db_session, settings, data)
+
+
+class OrganizationController(Controller):
+    path = "/org"
+    tags = ["organisation"]
+
+    @get("/", sync_to_thread=True)
+    def get_org(self, request: Request, db_session: NamedDependency[Session]) -> OrganizationPublic:
+        """The caller's organisation: name, currency, tariff and sector."""
+        org = accounts.get_org(db_session, org_id=request.user.org_id)
+        return OrganizationPublic.model_validate(org, from_attributes=True)
+
+    @patch("/", sync_to_thread=True, guards=[requires_admin])
+    def update_org(
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        data: JSONBody[OrganizationUpdate],
+    ) -> OrganizationPublic:
+        """Change the organisation's name, currency, energy tariff (per kWh) or sector."""
+        org = accounts.update_org(db_session, org_id=request.user.org_id, data=data)
+        return OrganizationPublic.model_validate(org, from_attributes=True)

@@ -1,0 +1,33 @@
+"""Liveness and database readiness; no authentication."""
+
+from anyio import to_thread
+from litestar import Controller, get
+from litestar.datastructures import State
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.db import ping
+from core.errors import Unavailable
+
+
+class HealthController(Controller):
+    path = "/health"
+    tags = ["health"]
+
+    @get("/", exclude_from_auth=True, opt={"integration_token": True})
+    async def health(self) -> dict[str, str]:
+        """Liveness: the API process answers. Touches no database."""
+        return {"status": "ok"}
+
+    @get("/db", exclude_from_auth=True, opt={"integration_token": True})
+    async def health_db(self, state: State) -> dict[str, str]:
+        """Readiness: 200 when a query round-trips to the database, 503 with the reason if not."""
+        engine = state.engine
+        try:
+            await to_thread.run_sync(ping, engine)
+        except (SQLAlchemyError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise Unavailable(
+                f"{engine.dialect.name} database unreachable: {reason}",
+                code="database_unavailable",
+            ) from None
+        return {"status": "ok", "database": engine.dialect.name}

@@ -1,0 +1,45 @@
+"""Integration tokens for SCADA relays (admin only)."""
+
+from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from sqlmodel import Session
+
+from api.auth import requires_admin
+from core import tokens
+from core.models import IntegrationTokenCreate, IntegrationTokenCreated, IntegrationTokensPublic
+
+
+class IntegrationTokenController(Controller):
+    path = "/integration-tokens"
+    tags = ["integration tokens"]
+    guards = [requires_admin]
+
+    @post("/", sync_to_thread=True)
+    def create_token(
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        data: JSONBody[IntegrationTokenCreate],
+    ) -> IntegrationTokenCreated:
+        """Mint a token. `token` (cei_int_…) is shown in this response only; store it now."""
+        return tokens.create_token(
+            db_session, org_id=request.user.org_id, data=data, created_by=request.user.user_id
+        )
+
+    @get("/", sync_to_thread=True)
+    def list_tokens(
+        self, request: Request, db_session: NamedDependency[Session]
+    ) -> IntegrationTokensPublic:
+        """Every token of the organisation with prefix, status and last use; never the secret."""
+        rows = [
+            tokens.to_public(t) for t in tokens.list_tokens(db_session, org_id=request.user.org_id)
+        ]
+        return IntegrationTokensPublic(data=rows, count=len(rows))
+
+    @delete("/{token_id:int}", sync_to_thread=True, status_code=204)
+    def delete_token(
+        self, request: Request, db_session: NamedDependency[Session], token_id: FromPath[int]
+    ) -> None:
+        """Revoke a token; relays using it get 401 from the next request on."""
+        tokens.revoke_token(db_session, org_id=request.user.org_id, token_id=token_id)

@@ -1,0 +1,223 @@
+"""The `cei` command: run the API and app, migrate the database, create users and tokens."""
+
+import importlib.util
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from core.db import current_revision, migrate, session_scope
+from core.errors import DomainError
+from core.models import IntegrationTokenCreate, Role
+from core.settings import get_settings
+
+
+def _fail(exc: DomainError) -> None:
+    raise click.ClickException(exc.message)
+
+
+def _app_main() -> Path:
+    spec = importlib.util.find_spec("app")
+    if spec is None or not spec.submodule_search_locations:
+        raise click.ClickException("the 'app' package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "main.py"
+
+
+def _api_argv(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "api.main:create_app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-server-header",
+    ]
+
+
+def _app_argv(port: int, host: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(_app_main()),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+@click.group()
+def main() -> None:
+    """CEI: find avoidable energy waste in factories."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface for both servers (default 127.0.0.1).")
+@click.option("--api-port", type=int, default=None, help="API port (default 8000).")
+@click.option("--app-port", type=int, default=None, help="App port (default 8501).")
+def up(host: str | None, api_port: int | None, app_port: int | None) -> None:
+    """Migrate the database, then run the API and the app together; Ctrl-C stops both."""
+    settings = get_settings()
+    host = host or settings.api_host
+    api_port = api_port or settings.api_port
+    app_port = app_port or settings.app_port
+    migrate()
+    procs = [
+        subprocess.Popen(_api_argv(host, api_port)),
+        subprocess.Popen(_app_argv(app_port, host)),
+    ]
+    click.echo(f"CEI API  http://{host}:{api_port}/api/v1/health  (docs: /api/docs)")
+    click.echo(f"CEI app  http://{host}:{app_port}")
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.3)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+def api(host: str | None, port: int | None, workers: int) -> None:
+    """Run the API server."""
+    settings = get_settings()
+    argv = _api_argv(host or settings.api_host, port or settings.api_port)
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    raise SystemExit(subprocess.call(argv))
+
+
+@main.command(name="app")
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8501).")
+def run_app(host: str | None, port: int | None) -> None:
+    """Run the Streamlit app."""
+    settings = get_settings()
+    raise SystemExit(
+        subprocess.call(_app_argv(port or settings.app_port, host or settings.api_host))
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every pending migration."""
+    migrate()
+    click.echo(f"database at revision {current_revision()}")
+
+
+@main.group()
+def user() -> None:
+    """People who sign in."""
+
+
+@user.command(name="create")
+@click.option("--email", required=True)
+@click.option("--org", "org_ref", help="Existing organisation (id or exact name).")
+@click.option("--new-org", help="Create this organisation and make the user its admin.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=None,
+    help="Role in an existing org (default analyst).",
+)
+@click.password_option(help="Prompted for when not given.")
+def create_user(
+    email: str, org_ref: str | None, new_org: str | None, role: str | None, password: str
+) -> None:
+    """Create a user in an organisation, or a new organisation with its admin."""
+    from core import accounts
+
+    settings = get_settings()
+    if bool(org_ref) == bool(new_org):
+        raise click.UsageError("give exactly one of --org or --new-org")
+    try:
+        with session_scope() as session:
+            if new_org:
+                if role not in (None, Role.admin.value):
+                    raise click.UsageError("the first user of a new organisation is its admin")
+                u, org = accounts.signup(
+                    session,
+                    email=email,
+                    password=password,
+                    organization_name=new_org,
+                    settings=settings,
+                )
+            else:
+                org = accounts.find_org(session, ref=org_ref)
+                u = accounts.create_user(
+                    session,
+                    org_id=org.id,
+                    email=email,
+                    password=password,
+                    role=Role(role or Role.analyst),
+                    settings=settings,
+                )
+            click.echo(f"created {u.role} {u.email} in organisation {org.id} ({org.name})")
+    except DomainError as exc:
+        _fail(exc)
+
+
+@main.group()
+def token() -> None:
+    """Integration tokens for SCADA relays."""
+
+
+@token.command(name="create")
+@click.option("--org", "org_ref", required=True, help="Organisation (id or exact name).")
+@click.option("--name", required=True, help="What the token is for, e.g. factory-scada-line1.")
+@click.option("--site", "site_ids", multiple=True, help="Limit to this site_id (repeatable).")
+@click.option("--expires-in-days", type=int, default=None)
+def create_token(
+    org_ref: str, name: str, site_ids: tuple[str, ...], expires_in_days: int | None
+) -> None:
+    """Mint an integration token and print it once."""
+    from core import accounts, tokens
+
+    try:
+        with session_scope() as session:
+            org = accounts.find_org(session, ref=org_ref)
+            data = IntegrationTokenCreate(
+                name=name, expires_in_days=expires_in_days, site_ids=list(site_ids) or None
+            )
+            created = tokens.create_token(session, org_id=org.id, data=data, created_by=None)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"token {created.id} ({created.prefix}…) for {org.name}; it is shown only now:")
+    click.echo(created.token)

@@ -1,0 +1,88 @@
+"""Test data made through the real code paths: plain functions, no mocks."""
+
+import itertools
+
+from litestar.testing import TestClient
+
+from core import accounts
+from core.db import session_scope
+from core.models import Role
+from core.settings import get_settings
+
+PASSWORD = "correct-horse-battery"
+_counter = itertools.count(1)
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}{next(_counter)}@factory.example"
+
+
+def signup(client: TestClient, *, org: str = "Org", email: str | None = None) -> dict:
+    """Sign up through the API and log in; returns {email, org_id, headers, tokens}."""
+    email = email or unique_email()
+    r = client.post(
+        "/api/v1/auth/signup",
+        json={"email": email, "password": PASSWORD, "organization_name": org},
+    )
+    assert r.status_code == 201, r.text
+    org_id = r.json()["organization"]["id"]
+    tokens = login(client, email)
+    return {"email": email, "org_id": org_id, "tokens": tokens, "headers": bearer(tokens)}
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> dict:
+    r = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def bearer(tokens_or_token: dict | str) -> dict:
+    token = (
+        tokens_or_token["access_token"] if isinstance(tokens_or_token, dict) else tokens_or_token
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def add_user(client: TestClient, *, org_id: int, role: Role) -> dict:
+    """A second user in an existing org, logged in."""
+    email = unique_email(role.value)
+    with session_scope() as session:
+        accounts.create_user(
+            session,
+            org_id=org_id,
+            email=email,
+            password=PASSWORD,
+            role=role,
+            settings=get_settings(),
+        )
+    return {"email": email, "headers": bearer(login(client, email))}
+
+
+def make_site(
+    client: TestClient,
+    headers: dict,
+    site_id: str,
+    *,
+    meters=("main-incomer",),
+    timezone: str = "Europe/Rome",
+) -> None:
+    r = client.post(
+        "/api/v1/sites",
+        json={"site_id": site_id, "name": f"Plant {site_id}", "timezone": timezone},
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+    for meter_id in meters:
+        kind = "main_incomer" if meter_id == "main-incomer" else "sub_meter"
+        r = client.post(
+            f"/api/v1/sites/{site_id}/meters",
+            json={"meter_id": meter_id, "name": meter_id.replace("-", " ").title(), "kind": kind},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+
+
+def make_token(client: TestClient, headers: dict, **body) -> dict:
+    r = client.post("/api/v1/integration-tokens", json={"name": "relay", **body}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()

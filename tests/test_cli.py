@@ -1,0 +1,163 @@
+"""The `cei` command against the test database, and `cei up` as real processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from core.cli import main
+from tests.factories import login
+
+CEI = [sys.executable, "-c", "from core.cli import main; main()"]
+
+
+def test_db_upgrade_reports_the_revision(engine):
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at revision 0001" in result.output
+
+
+def test_user_create_then_login_through_the_api(client):
+    runner = CliRunner()
+    r = runner.invoke(
+        main,
+        [
+            "user",
+            "create",
+            "--email",
+            "boss@plant.example",
+            "--new-org",
+            "Factory Org A",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "created admin boss@plant.example" in r.output
+    r = runner.invoke(
+        main,
+        [
+            "user",
+            "create",
+            "--email",
+            "ana@plant.example",
+            "--org",
+            "Factory Org A",
+            "--role",
+            "viewer",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    tokens = login(client, "ana@plant.example", "long-enough-pw")
+    me = client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.json()["user"]["role"] == "viewer"
+    assert me.json()["organization"]["name"] == "Factory Org A"
+
+
+def test_user_create_errors_are_messages_not_tracebacks(engine):
+    r = CliRunner().invoke(
+        main,
+        [
+            "user",
+            "create",
+            "--email",
+            "x@y.z",
+            "--org",
+            "No Such Org",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    assert r.exit_code != 0
+    assert "no organisation 'No Such Org'" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_token_create_prints_a_working_token(client):
+    runner = CliRunner()
+    runner.invoke(
+        main,
+        [
+            "user",
+            "create",
+            "--email",
+            "boss@plant.example",
+            "--new-org",
+            "Org T",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    r = runner.invoke(main, ["token", "create", "--org", "Org T", "--name", "scada-line1"])
+    assert r.exit_code == 0, r.output
+    secret = r.output.strip().splitlines()[-1]
+    assert secret.startswith("cei_int_")
+    admin = login(client, "boss@plant.example", "long-enough-pw")
+    listed = client.get(
+        "/api/v1/integration-tokens", headers={"Authorization": f"Bearer {admin['access_token']}"}
+    ).json()
+    assert listed["data"][0]["name"] == "scada-line1"
+    assert secret.startswith(listed["data"][0]["prefix"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, deadline: float) -> httpx.Response:
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_cei_up_serves_api_and_app_and_stops_both_on_ctrl_c(settings, engine, tmp_path):
+    api_port, app_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{(tmp_path / 'up.db').as_posix()}",
+        "CEI_DATA_DIR": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [*CEI, "up", "--api-port", str(api_port), "--app-port", str(app_port)],
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        health = _wait_for(f"http://127.0.0.1:{api_port}/api/v1/health", deadline)
+        assert health.status_code == 200
+        assert (
+            _wait_for(f"http://127.0.0.1:{api_port}/api/v1/health/db", deadline).status_code == 200
+        )
+        app = _wait_for(f"http://127.0.0.1:{app_port}/_stcore/health", deadline)
+        assert app.status_code == 200
+        page = httpx.get(f"http://127.0.0.1:{app_port}/", timeout=5)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+        assert (tmp_path / "up.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=20)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=2)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=2)

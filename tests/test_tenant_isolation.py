@@ -1,0 +1,102 @@
+"""Every route, called by another org's user and token, reveals and changes nothing of org A.
+
+The routes come from the application's router, so a new route is covered without editing this.
+"""
+
+import re
+
+import pytest
+from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
+
+from api.main import create_app
+from tests.factories import bearer, make_site, make_token, signup
+
+# A valid body per write route, so a refusal is about ownership, not about a malformed request.
+BODIES = {
+    ("POST", "/api/v1/sites/{site_id}/meters"): {"meter_id": "leak-meter", "name": "x"},
+    ("PATCH", "/api/v1/sites/{site_id}"): {"name": "hijacked"},
+    ("PATCH", "/api/v1/sites/{site_id}/meters/{meter_id}"): {"name": "hijacked"},
+}
+
+
+def _routes(app):
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/v1"):
+            continue
+        for method, entry in route.route_handler_map.items():
+            if method in ("HEAD", "OPTIONS"):
+                continue
+            handler = entry[0] if isinstance(entry, tuple) else entry
+            yield method, re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path), handler
+
+
+@pytest.fixture(name="world")
+def world_fixture(client):
+    a = signup(client, org="Org A")
+    make_site(client, a["headers"], "site-a", meters=("main-incomer", "compressor-bank"))
+    a_token = make_token(client, a["headers"], name="a-relay")
+    b = signup(client, org="Org B")
+    make_site(client, b["headers"], "site-b")
+    b_token = make_token(client, b["headers"], name="b-relay")
+    return {"a": a, "a_token": a_token, "b": b, "b_token": b_token}
+
+
+def _fill(path: str, world) -> str:
+    values = {
+        "site_id": "site-a",
+        "meter_id": "compressor-bank",
+        "token_id": str(world["a_token"]["id"]),
+    }
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], path)
+
+
+def _snapshot(client: TestClient, headers) -> dict:
+    return {
+        "sites": client.get("/api/v1/sites", headers=headers).json(),
+        "meters": client.get("/api/v1/sites/site-a/meters", headers=headers).json(),
+        "tokens": client.get("/api/v1/integration-tokens", headers=headers).json(),
+        "org": client.get("/api/v1/org", headers=headers).json(),
+        "mapping": client.get("/api/v1/sites/mapping.csv", headers=headers).text,
+    }
+
+
+def test_every_route_hides_org_a_from_org_b(client, world, settings):
+    app = create_app(settings)
+    before = _snapshot(client, world["a"]["headers"])
+    # What only org A's data contains (404 messages may echo the id the caller sent).
+    a_markers = [
+        "Plant site-a",
+        "Compressor Bank",
+        "Org A",
+        world["a"]["email"],
+        world["a_token"]["prefix"],
+        "a-relay",
+    ]
+    callers = {"user": world["b"]["headers"], "token": bearer(world["b_token"]["token"])}
+    checked = 0
+    for method, template, handler in _routes(app):
+        if handler.opt.get("exclude_from_auth") and "{" not in template:
+            continue  # public routes (health, login, signup) hold no org data
+        url = _fill(template, world)
+        for who, headers in callers.items():
+            r = client.request(method, url, headers=headers, json=BODIES.get((method, template)))
+            leaked = [m for m in a_markers if m in r.text]
+            assert not leaked, f"{who} {method} {url} leaked {leaked}: {r.text[:200]}"
+            if "{" in template:
+                assert r.status_code in (403, 404), f"{who} {method} {url} -> {r.status_code}"
+            checked += 1
+    assert checked >= 20
+    assert _snapshot(client, world["a"]["headers"]) == before
+
+
+def test_list_routes_show_only_the_callers_own_rows(client, world):
+    b = world["b"]["headers"]
+    assert [s["site_id"] for s in client.get("/api/v1/sites", headers=b).json()["data"]] == [
+        "site-b"
+    ]
+    assert [
+        t["name"] for t in client.get("/api/v1/integration-tokens", headers=b).json()["data"]
+    ] == ["b-relay"]
+    assert "site-a" not in client.get("/api/v1/sites/mapping.csv", headers=b).text
+    assert client.get("/api/v1/org", headers=b).json()["name"] == "Org B"
