@@ -5,12 +5,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.types import Message, Scope
 
 from api.auth import BearerAuthMiddleware, integration_scope_guard
 from api.deps import provide_session, provide_settings
@@ -22,12 +23,21 @@ from core.settings import Settings, get_settings
 API_PREFIX = "/api/v1"
 DOCS_PATH = "/api/docs"
 
-SECURITY_HEADERS = [
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="X-Frame-Options", value="DENY"),
-    ResponseHeader(name="Referrer-Policy", value="no-referrer"),
-    ResponseHeader(name="Cache-Control", value="no-store"),
-]
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """On every response, errors and 404s included (response_headers misses those)."""
+    if message["type"] == "http.response.start":
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
 
 OPENAPI_DESCRIPTION = """\
 CEI receives hourly energy readings from factories and turns them into evidence of avoidable
@@ -81,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors_config=CORSConfig(allow_origins=settings.cors_origins)
         if settings.cors_origins
         else None,
-        response_headers=SECURITY_HEADERS,
+        before_send=[add_security_headers],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )

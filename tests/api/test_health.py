@@ -96,10 +96,12 @@ def test_oversized_body_is_413_problem(settings, engine):
     assert "larger than this server accepts" in r.json()["detail"]
 
 
-def test_security_headers_and_no_cors_by_default(client):
-    r = client.get("/api/v1/health", headers={"Origin": "https://evil.example"})
+@pytest.mark.parametrize("path", ["/api/v1/health", "/api/v1/sites", "/api/v1/nope"])
+def test_security_headers_on_every_response_and_no_cors_by_default(client, path):
+    r = client.get(path, headers={"Origin": "https://evil.example"})
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["cache-control"] == "no-store"
     assert "access-control-allow-origin" not in r.headers
 
 
