@@ -39,6 +39,7 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
             if name not in headers:
                 headers[name] = value
 
+
 OPENAPI_DESCRIPTION = """\
 CEI receives hourly energy readings from factories and turns them into evidence of avoidable
 waste. People authenticate with `POST /auth/login` (JWT, `Authorization: Bearer <access_token>`);
