@@ -1,5 +1,6 @@
 """Request-scoped dependencies: one database transaction per request."""
 
+import logging
 from collections.abc import AsyncGenerator
 
 from anyio import to_thread
@@ -8,6 +9,8 @@ from sqlmodel import Session
 
 from core.errors import DomainError
 from core.settings import Settings
+
+log = logging.getLogger("cei.api")
 
 
 async def provide_session(state: State) -> AsyncGenerator[Session, None]:
@@ -23,13 +26,21 @@ async def provide_session(state: State) -> AsyncGenerator[Session, None]:
         if exc.commit_anyway:
             await to_thread.run_sync(session.commit)
         else:
-            await to_thread.run_sync(session.rollback)
+            await _quietly(session.rollback)
         raise
     except BaseException:
-        await to_thread.run_sync(session.rollback)
+        await _quietly(session.rollback)
         raise
     finally:
-        await to_thread.run_sync(session.close)
+        await _quietly(session.close)
+
+
+async def _quietly(fn) -> None:
+    """Roll back or close without masking the error being handled (e.g. a dead connection)."""
+    try:
+        await to_thread.run_sync(fn)
+    except Exception:
+        log.warning("session cleanup failed", exc_info=True)
 
 
 def provide_settings(state: State) -> Settings:

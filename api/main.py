@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers = list(ROUTE_HANDLERS)
     if settings.enable_test_auth_routes:
         handlers += TEST_ONLY_ROUTE_HANDLERS
-    api = Router(path=API_PREFIX, route_handlers=handlers, guards=[integration_scope_guard])
+    api = Router(path=API_PREFIX, route_handlers=handlers)
     logging.getLogger("cei").setLevel(logging.INFO)
     return Litestar(
         route_handlers=[api],
@@ -93,6 +93,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if settings.cors_origins
         else None,
         before_send=[add_security_headers],
+        # App-wide, so a handler mounted anywhere is closed to integration tokens by default.
+        guards=[integration_scope_guard],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.db import utcnow
@@ -74,7 +75,10 @@ def create_user(
         role=role,
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent signup with the same email won the race
+        raise Conflict(f"a user with email {email} already exists", code="email_taken") from None
     return user
 
 
@@ -130,6 +134,8 @@ def issue_tokens(
 
 
 def login(session: Session, *, email: str, password: str, settings: Settings) -> TokenPair:
+    # Same policy as signup: a password that could never have been set is a 400, not a 401.
+    check_password_policy(password, settings)
     user = authenticate(session, email=email, password=password, settings=settings)
     user.last_login_at = utcnow()
     session.add(user)

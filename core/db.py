@@ -69,12 +69,14 @@ def get_engine(url: str | None = None) -> Engine:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
+            hide_parameters=True,  # SQL errors must not log password hashes or readings
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         url,
+        hide_parameters=True,
         pool_pre_ping=True,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
@@ -93,6 +95,27 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def describe_db_failure(exc: BaseException) -> str:
+    """A short reason for a failed connection that names no host, port or user."""
+    text_ = str(getattr(exc, "orig", None) or exc).lower()
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("timeout", "connection timed out"),
+        ("timed out", "connection timed out"),
+        ("password", "authentication failed"),
+        ("authentication", "authentication failed"),
+        ("does not exist", "database does not exist"),
+        ("unable to open", "database file cannot be opened"),
+        ("readonly", "database is read-only"),
+        ("locked", "database is locked"),
+        ("disk", "disk I/O error or disk full"),
+        ("could not translate host", "host name not resolved"),
+    ):
+        if needle in text_:
+            return reason
+    return f"driver error ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
 def ping(engine: Engine | None = None) -> None:

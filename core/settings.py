@@ -63,6 +63,8 @@ class Settings(BaseSettings):
                 )
         elif self.env == "production":
             raise ValueError("CEI_JWT_SECRET is required when CEI_ENV=production")
+        if self.env == "production" and self.enable_test_auth_routes:
+            raise ValueError("CEI_ENABLE_TEST_AUTH_ROUTES must be off when CEI_ENV=production")
         return self
 
     @property
@@ -84,14 +86,26 @@ class Settings(BaseSettings):
         path = self.data_dir / JWT_SECRET_FILE
         if path.exists():
             secret = path.read_text(encoding="utf-8").strip()
-            if len(secret.encode()) >= MIN_JWT_SECRET_BYTES:
-                return secret
+            if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+                raise ConfigError(
+                    f"{path} holds a secret shorter than {MIN_JWT_SECRET_BYTES} bytes: "
+                    "delete the file to generate a new one, or set CEI_JWT_SECRET"
+                )
+            return secret
         self.data_dir.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
-        # Written owner-only; the file is the secret.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Owner-only, written to a temporary name and renamed into place: several workers
+        # starting at once all end up reading the same complete secret.
+        tmp = path.with_name(f".{JWT_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(secret)
+        try:
+            os.link(tmp, path)  # fails if another process got there first
+        except FileExistsError:
+            secret = path.read_text(encoding="utf-8").strip()
+        finally:
+            tmp.unlink()
         return secret
 
 

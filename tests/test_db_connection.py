@@ -36,6 +36,16 @@ def test_schema_is_at_the_newest_migration(settings, engine):
     assert set(inspect(engine).get_table_names()) >= TABLES
 
 
+def test_migrations_match_the_models(settings, engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == [], "models changed without a migration: run alembic revision --autogenerate"
+
+
 def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(settings, engine):
     if settings.is_postgres:
         pytest.skip("SQLite pragmas do not apply to PostgreSQL")

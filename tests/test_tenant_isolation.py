@@ -81,6 +81,7 @@ def test_every_route_hides_org_a_from_org_b(client, world, settings):
         url = _fill(template, world)
         for who, headers in callers.items():
             r = client.request(method, url, headers=headers, json=BODIES.get((method, template)))
+            assert r.status_code < 500, f"{who} {method} {url} -> {r.status_code}"
             leaked = [m for m in a_markers if m in r.text]
             assert not leaked, f"{who} {method} {url} leaked {leaked}: {r.text[:200]}"
             if "{" in template:

@@ -1,12 +1,16 @@
 """Liveness and database readiness; no authentication."""
 
+import logging
+
 from anyio import to_thread
 from litestar import Controller, get
 from litestar.datastructures import State
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.db import ping
+from core.db import describe_db_failure, ping
 from core.errors import Unavailable
+
+log = logging.getLogger("cei.api")
 
 
 class HealthController(Controller):
@@ -25,9 +29,10 @@ class HealthController(Controller):
         try:
             await to_thread.run_sync(ping, engine)
         except (SQLAlchemyError, OSError) as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            # The full driver message (host, port, user) goes to the log, not to anonymous callers.
+            log.warning("database readiness check failed: %s", exc)
             raise Unavailable(
-                f"{engine.dialect.name} database unreachable: {reason}",
+                f"{engine.dialect.name} database unreachable: {describe_db_failure(exc)}",
                 code="database_unavailable",
             ) from None
         return {"status": "ok", "database": engine.dialect.name}

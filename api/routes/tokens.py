@@ -1,8 +1,10 @@
 """Integration tokens for SCADA relays (admin only)."""
 
+from typing import Annotated
+
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 from sqlmodel import Session
 
 from api.auth import requires_admin
@@ -39,7 +41,10 @@ class IntegrationTokenController(Controller):
 
     @delete("/{token_id:int}", sync_to_thread=True, status_code=204)
     def delete_token(
-        self, request: Request, db_session: NamedDependency[Session], token_id: FromPath[int]
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        token_id: Annotated[int, Parameter(ge=1, le=2**31 - 1)],
     ) -> None:
         """Revoke a token; relays using it get 401 from the next request on."""
         tokens.revoke_token(db_session, org_id=request.user.org_id, token_id=token_id)

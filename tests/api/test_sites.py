@@ -78,6 +78,8 @@ def test_site_and_meter_lifecycle(client):
         ({"site_id": "-site", "name": "x", "timezone": "UTC"}, "site_id"),
         ({"site_id": "site-1", "name": "x", "timezone": "Mars/Olympus"}, "timezone"),
         ({"site_id": "site-1", "name": "x", "timezone": "+02:00"}, "timezone"),
+        ({"site_id": "site-1", "name": "x", "timezone": "localtime"}, "timezone"),
+        ({"site_id": "site-1", "name": "x", "timezone": "posix/Europe/Rome"}, "timezone"),
         ({"site_id": "site-1", "name": "", "timezone": "UTC"}, "name"),
         ({"site_id": "site-1", "name": "x"}, "timezone"),
         (

@@ -23,10 +23,17 @@ def probe(request: Request) -> dict:
     return {"org_id": p.org_id, "kind": p.kind, "site_ids": list(p.site_ids or [])}
 
 
+@get("/elsewhere", sync_to_thread=False)
+def elsewhere() -> dict:
+    """A route outside /api/v1 that did not opt in: tokens must be refused here too."""
+    return {"ok": True}
+
+
 @pytest.fixture(name="probe_client")
 def probe_client_fixture(settings, engine):
     app = create_app(settings)
     app.register(probe)
+    app.register(elsewhere)
     with TestClient(app=app) as client:
         yield client
 
@@ -57,7 +64,7 @@ def test_token_reaches_integration_routes_only(probe_client):
     r = probe_client.get("/api/v1/_probe", headers=bearer(secret))
     assert r.status_code == 200
     assert r.json() == {"org_id": admin["org_id"], "kind": "integration", "site_ids": []}
-    for path in ("/api/v1/sites", TOKENS, "/api/v1/auth/me", "/api/v1/org"):
+    for path in ("/api/v1/sites", TOKENS, "/api/v1/auth/me", "/api/v1/org", "/elsewhere"):
         r = probe_client.get(path, headers=bearer(secret))
         assert r.status_code == 403, path
         assert r.json()["code"] == "token_scope"
@@ -144,6 +151,13 @@ def test_only_admins_manage_tokens(client, role):
     assert client.get(TOKENS, headers=other["headers"]).status_code == 403
     r = client.delete(f"{TOKENS}/{created['id']}", headers=other["headers"])
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("token_id", ["0", "99999999999999999999", "-1"])
+def test_out_of_range_token_id_is_a_client_error(client, token_id):
+    admin = signup(client)
+    r = client.delete(f"{TOKENS}/{token_id}", headers=admin["headers"])
+    assert 400 <= r.status_code < 500
 
 
 def test_revoking_another_orgs_token_is_404_and_leaves_it_working(probe_client):
