@@ -22,24 +22,6 @@ from core.models import (
 from core.settings import Settings
 
 
-def _signup(session: Session, settings: Settings, data: SignupInput) -> SignupPublic:
-    user, org = accounts.signup(
-        session,
-        email=data.email,
-        password=data.password,
-        organization_name=data.organization_name,
-        settings=settings,
-    )
-    return SignupPublic(
-        user=UserPublic.model_validate(user, from_attributes=True),
-        organization=OrganizationPublic.model_validate(org, from_attributes=True),
-    )
-
-
-def _login(session: Session, settings: Settings, data: LoginInput) -> TokenPair:
-    return accounts.login(session, email=data.email, password=data.password, settings=settings)
-
-
 class AccountController(Controller):
     path = "/auth"
     tags = ["auth"]
@@ -52,7 +34,17 @@ class AccountController(Controller):
         data: JSONBody[SignupInput],
     ) -> SignupPublic:
         """Create an organisation and its first admin user."""
-        return _signup(db_session, settings, data)
+        user, org = accounts.signup(
+            db_session,
+            email=data.email,
+            password=data.password,
+            organization_name=data.organization_name,
+            settings=settings,
+        )
+        return SignupPublic(
+            user=UserPublic.model_validate(user, from_attributes=True),
+            organization=OrganizationPublic.model_validate(org, from_attributes=True),
+        )
 
     @post("/login", exclude_from_auth=True, sync_to_thread=True, status_code=200)
     def login(
@@ -62,7 +54,9 @@ class AccountController(Controller):
         data: JSONBody[LoginInput],
     ) -> TokenPair:
         """Exchange email and password for an access token and a refresh token."""
-        return _login(db_session, settings, data)
+        return accounts.login(
+            db_session, email=data.email, password=data.password, settings=settings
+        )
 
     @post("/refresh", exclude_from_auth=True, sync_to_thread=True, status_code=200)
     def refresh(
@@ -94,30 +88,16 @@ class AccountController(Controller):
 
 
 class AuthTestController(Controller):
-    """Test-only twins of signup and login; mounted only when CEI_ENABLE_TEST_AUTH_ROUTES is on."""
+    """Test-only twins of signup and login; mounted only when CEI_ENABLE_TEST_AUTH_ROUTES is on.
+
+    The very same handlers as /auth, so the twins cannot drift from the real routes.
+    """
 
     path = "/auth-tests"
     tags = ["auth (test only)"]
 
-    @post("/signup", exclude_from_auth=True, sync_to_thread=True)
-    def signup(
-        self,
-        db_session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        data: JSONBody[SignupInput],
-    ) -> SignupPublic:
-        """Same as /auth/signup (test deployments only)."""
-        return _signup(db_session, settings, data)
-
-    @post("/login", exclude_from_auth=True, sync_to_thread=True, status_code=200)
-    def login(
-        self,
-        db_session: NamedDependency[Session],
-        settings: NamedDependency[Settings],
-        data: JSONBody[LoginInput],
-    ) -> TokenPair:
-        """Same as /auth/login (test deployments only)."""
-        return _login(db_session, settings, data)
+    signup = AccountController.signup
+    login = AccountController.login
 
 
 class OrganizationController(Controller):
