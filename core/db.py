@@ -49,12 +49,34 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Hand transaction control to SQLAlchemy (see _sqlite_begin): pysqlite's own implicit
+    # BEGIN would start every write transaction DEFERRED.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+IMMEDIATE = "sqlite_begin_immediate"
+
+
+def _sqlite_begin(conn) -> None:
+    # A writer takes the write lock up front (BEGIN IMMEDIATE), so it waits in busy_timeout
+    # instead of failing with "database is locked" when it upgrades from a read half-way.
+    immediate = conn.get_execution_options().get(IMMEDIATE)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE).
+
+    Must come before the session's first statement; once a transaction is open it is left as is.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={IMMEDIATE: True})
 
 
 @cache
@@ -73,6 +95,7 @@ def get_engine(url: str | None = None) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(
         url,

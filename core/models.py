@@ -7,7 +7,18 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from pydantic import ConfigDict, field_validator
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime, utcnow
@@ -283,6 +294,8 @@ class Site(SQLModel, table=True):
     name: str = Field(max_length=200)
     timezone: str = Field(max_length=64)
     schedule: dict | None = Field(default=None, sa_type=JSON)
+    # When on, a reading for an unregistered meter_id registers that meter instead of failing.
+    auto_register_meters: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
@@ -293,6 +306,7 @@ class SiteCreate(SQLModel):
     name: str = Field(min_length=1, max_length=200)
     timezone: str
     schedule: Schedule | None = None
+    auto_register_meters: bool = False
 
     _site_id = field_validator("site_id")(lambda v: validate_slug(v, "site_id"))
     _tz = field_validator("timezone")(validate_timezone)
@@ -304,6 +318,7 @@ class SiteUpdate(SQLModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = None
     schedule: Schedule | None = None
+    auto_register_meters: bool | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -316,6 +331,7 @@ class SitePublic(SQLModel):
     name: str
     timezone: str
     schedule: Schedule
+    auto_register_meters: bool
     meter_count: int
     created_at: datetime
 
@@ -367,3 +383,75 @@ class MeterPublic(SQLModel):
 class MetersPublic(SQLModel):
     data: list[MeterPublic]
     count: int
+
+
+# --- Readings and ingest audit ------------------------------------------------------------
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ReadingSource(StrEnum):
+    api = "api"
+    csv = "csv"
+
+
+class IngestBatch(SQLModel, table=True):
+    """One audit row per JSON batch or CSV upload: who, when, what happened, errors by code."""
+
+    __table_args__ = (Index("ix_ingestbatch_org_received", "org_id", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(sa_column=_fk("organization.id", index=False))
+    source: str = Field(max_length=16)
+    mode: str = Field(default="insert", max_length=16)
+    user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    token_id: int | None = Field(
+        default=None, foreign_key="integrationtoken.id", ondelete="SET NULL"
+    )
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    total: int = 0
+    ingested: int = 0
+    skipped_duplicate: int = 0
+    revised: int = 0
+    failed: int = 0
+    errors_by_code: dict = Field(default_factory=dict, sa_type=JSON)
+    # {"site_id/meter_id": {"CODE": n}}: lets data health attribute errors to meters.
+    errors_by_meter: dict = Field(default_factory=dict, sa_type=JSON)
+
+
+class Reading(SQLModel, table=True):
+    """Energy of one meter in one hour: `ts` is the START of the hour (UTC), `value` in kWh."""
+
+    __table_args__ = (
+        UniqueConstraint("meter_pk", "ts", name="uq_reading_meter_ts"),
+        UniqueConstraint("org_id", "idempotency_key", name="uq_reading_org_key"),
+        Index("ix_reading_meter_ingested", "meter_pk", "ingested_at"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BIGINT_PK, primary_key=True)
+    org_id: int = Field(sa_column=_fk("organization.id", index=False))
+    meter_pk: int = Field(sa_column=_fk("meter.id", index=False))
+    ts: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    value: float = Field(sa_type=Float(precision=53))
+    idempotency_key: str = Field(max_length=200)
+    source: str = Field(max_length=16)
+    ingested_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id", ondelete="SET NULL")
+
+
+class ReadingRevision(SQLModel, table=True):
+    """The value a reading had before an explicit revision replaced it."""
+
+    id: int | None = Field(default=None, sa_type=BIGINT_PK, primary_key=True)
+    reading_id: int = Field(
+        sa_column=Column(
+            BIGINT_PK, ForeignKey("reading.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    org_id: int = Field(sa_column=_fk("organization.id", index=False))
+    old_value: float = Field(sa_type=Float(precision=53))
+    new_value: float = Field(sa_type=Float(precision=53))
+    old_idempotency_key: str = Field(max_length=200)
+    revised_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id", ondelete="SET NULL")

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=10, ge=8, le=72)
     enable_test_auth_routes: bool = False
     max_body_bytes: int = Field(default=10_000_000, ge=1024)
+    max_batch_records: int = Field(default=10_000, ge=1)
+    max_upload_bytes: int = Field(default=500_000_000, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -36,6 +36,7 @@ def site_public(site: Site, meter_count: int) -> SitePublic:
         name=site.name,
         timezone=site.timezone,
         schedule=Schedule.model_validate(site.schedule) if site.schedule else Schedule(),
+        auto_register_meters=site.auto_register_meters,
         meter_count=meter_count,
         created_at=site.created_at,
     )
@@ -87,6 +88,7 @@ def create_site(session: Session, *, org_id: int, data: SiteCreate) -> Site:
         name=data.name,
         timezone=data.timezone,
         schedule=(data.schedule or Schedule()).model_dump(),
+        auto_register_meters=data.auto_register_meters,
     )
     session.add(site)
     _flush_unique(session, f"site_id {data.site_id!r} is already taken", "site_id_taken")

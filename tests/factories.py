@@ -86,3 +86,27 @@ def make_token(client: TestClient, headers: dict, **body) -> dict:
     r = client.post("/api/v1/integration-tokens", json={"name": "relay", **body}, headers=headers)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def hourly_records(
+    site_id: str, meter_id: str, start, hours: int, value=lambda i: 100.0 + i, skip=()
+) -> list[dict]:
+    """Hour-beginning kWh records from `start` (aware UTC), leaving out the indexes in `skip`."""
+    from datetime import timedelta
+
+    out = []
+    for i in range(hours):
+        if i in skip:
+            continue
+        ts = (start + timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.append(
+            {
+                "site_id": site_id,
+                "meter_id": meter_id,
+                "timestamp_utc": ts,
+                "value": value(i),
+                "unit": "kWh",
+                "idempotency_key": f"{site_id}-{meter_id}-{ts}",
+            }
+        )
+    return out

@@ -13,7 +13,25 @@ from api.main import create_app
 from tests.factories import bearer, make_site, make_token, signup
 
 # A valid body per write route, so a refusal is about ownership, not about a malformed request.
+A_RECORD = {
+    "site_id": "site-a",
+    "meter_id": "compressor-bank",
+    "timestamp_utc": "2025-12-01T00:00:00Z",
+    "value": 666.0,
+}
+# Every route gets these; each takes the ones it declares, so org A's ids reach every reader.
+QUERY = {
+    "site_id": "site-a",
+    "meter_id": "compressor-bank",
+    "start": "2025-11-30T00:00:00Z",
+    "end": "2025-12-02T00:00:00Z",
+    "window_hours": "48",
+}
 BODIES = {
+    ("POST", "/api/v1/timeseries/batch"): [A_RECORD],
+    ("POST", "/api/v1/timeseries/upload"): (
+        "site_id,meter_id,timestamp_utc,value\nsite-a,compressor-bank,2025-12-01T00:00:00Z,666\n"
+    ),
     ("POST", "/api/v1/sites/{site_id}/meters"): {"meter_id": "leak-meter", "name": "x"},
     ("PATCH", "/api/v1/sites/{site_id}"): {"name": "hijacked"},
     ("PATCH", "/api/v1/sites/{site_id}/meters/{meter_id}"): {"name": "hijacked"},
@@ -36,6 +54,13 @@ def world_fixture(client):
     a = signup(client, org="Org A")
     make_site(client, a["headers"], "site-a", meters=("main-incomer", "compressor-bank"))
     a_token = make_token(client, a["headers"], name="a-relay")
+    a_data = [dict(A_RECORD, value=12.5, timestamp_utc=f"2025-12-01T0{h}:00:00Z") for h in range(3)]
+    assert (
+        client.post("/api/v1/timeseries/batch", json=a_data, headers=a["headers"]).json()[
+            "ingested"
+        ]
+        == 3
+    )
     b = signup(client, org="Org B")
     make_site(client, b["headers"], "site-b")
     b_token = make_token(client, b["headers"], name="b-relay")
@@ -58,6 +83,8 @@ def _snapshot(client: TestClient, headers) -> dict:
         "tokens": client.get("/api/v1/integration-tokens", headers=headers).json(),
         "org": client.get("/api/v1/org", headers=headers).json(),
         "mapping": client.get("/api/v1/sites/mapping.csv", headers=headers).text,
+        "export": client.get("/api/v1/timeseries/export?site_id=site-a", headers=headers).text,
+        "health": client.get("/api/v1/timeseries/ingest_health", headers=headers).json()["meters"],
     }
 
 
@@ -69,6 +96,7 @@ def test_every_route_hides_org_a_from_org_b(client, world, settings):
         "Plant site-a",
         "Compressor Bank",
         "Org A",
+        "12.5",
         world["a"]["email"],
         world["a_token"]["prefix"],
         "a-relay",
@@ -80,12 +108,18 @@ def test_every_route_hides_org_a_from_org_b(client, world, settings):
             continue  # public routes (health, login, signup) hold no org data
         url = _fill(template, world)
         for who, headers in callers.items():
-            r = client.request(method, url, headers=headers, json=BODIES.get((method, template)))
+            body = BODIES.get((method, template))
+            send = {"content": body.encode()} if isinstance(body, str) else {"json": body}
+            r = client.request(method, url, headers=headers, params=QUERY, **send)
             assert r.status_code < 500, f"{who} {method} {url} -> {r.status_code}"
             leaked = [m for m in a_markers if m in r.text]
             assert not leaked, f"{who} {method} {url} leaked {leaked}: {r.text[:200]}"
-            if "{" in template:
-                assert r.status_code in (403, 404), f"{who} {method} {url} -> {r.status_code}"
+            refused = r.status_code in (403, 404)
+            rejected_records = (
+                r.status_code == 200 and method == "POST" and r.json().get("ingested") == 0
+            )
+            if "{" in template or "site_id" in str(handler.parsed_fn_signature.parameters):
+                assert refused or rejected_records, f"{who} {method} {url} -> {r.status_code}"
             checked += 1
     assert checked >= 20
     assert _snapshot(client, world["a"]["headers"]) == before

@@ -3,6 +3,7 @@
 from api.routes.accounts import AccountController, AuthTestController, OrganizationController
 from api.routes.health import HealthController
 from api.routes.sites import MeterController, SiteController
+from api.routes.timeseries import AnalyticsController, TimeseriesController
 from api.routes.tokens import IntegrationTokenController
 
 ROUTE_HANDLERS = [
@@ -12,6 +13,8 @@ ROUTE_HANDLERS = [
     IntegrationTokenController,
     SiteController,
     MeterController,
+    TimeseriesController,
+    AnalyticsController,
 ]
 
 TEST_ONLY_ROUTE_HANDLERS = [AuthTestController]

@@ -1,0 +1,769 @@
+"""Ingestion: validate hourly kWh records, store them idempotently, audit every batch.
+
+Semantics (the contract relays rely on):
+
+- `timestamp_utc` is ISO 8601 UTC with `Z` and marks the START of the hour whose energy `value`
+  holds (hour-beginning). A UTC day is 24 records; a local day has 23 or 25 hours at DST changes.
+- One value per meter and hour. Sending the same record again is `skipped_duplicate`, never a
+  second row. A different value for a stored hour is VALUE_CONFLICT (or IDEMPOTENCY_CONFLICT when
+  it reuses the stored key) unless the call is an explicit revision (`mode="revise"`), which
+  replaces the value and keeps the old one in ReadingRevision.
+- Good records are stored even when others in the same batch fail; every refused record gets
+  one error naming its index (and CSV line), a code, the field and what was expected.
+"""
+
+import csv
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import IO, Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from core.accounts import Principal
+from core.db import begin_write, session_scope, utcnow
+from core.errors import InvalidInput
+from core.models import (
+    IngestBatch,
+    Meter,
+    MeterKind,
+    Reading,
+    ReadingRevision,
+    ReadingSource,
+    Site,
+)
+
+MAX_ERRORS_REPORTED = 1000  # per response; `failed` always counts every refused record
+FUTURE_TOLERANCE = timedelta(minutes=5)  # relay clocks drift; an hour starting later is future
+MAX_KEY_LENGTH = 200
+CSV_COLUMNS = ("site_id", "meter_id", "timestamp_utc", "value", "unit")
+CSV_CHUNK_ROWS = 5000
+_LOOKUP_CHUNK = 400  # keeps IN lists well under every driver's bound-parameter limit
+_TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+
+
+class TimeseriesIngestErrorCode(StrEnum):
+    """Why a record was refused. Stable: relays and reports key on these names."""
+
+    INVALID_RECORD = "INVALID_RECORD"  # not a JSON object / unreadable CSV row
+    MISSING_FIELD = "MISSING_FIELD"
+    INVALID_FIELD = "INVALID_FIELD"  # wrong type or too long (e.g. idempotency_key)
+    INVALID_TIMESTAMP = "INVALID_TIMESTAMP"
+    TIMESTAMP_NOT_HOUR_ALIGNED = "TIMESTAMP_NOT_HOUR_ALIGNED"
+    TIMESTAMP_IN_FUTURE = "TIMESTAMP_IN_FUTURE"
+    INVALID_VALUE = "INVALID_VALUE"
+    INVALID_UNIT = "INVALID_UNIT"
+    UNKNOWN_SITE = "UNKNOWN_SITE"
+    UNKNOWN_METER = "UNKNOWN_METER"
+    ORG_MISMATCH = "ORG_MISMATCH"
+    SITE_NOT_IN_TOKEN_SCOPE = "SITE_NOT_IN_TOKEN_SCOPE"  # noqa: S105 (a code, not a secret)
+    DUPLICATE_IN_BATCH = "DUPLICATE_IN_BATCH"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    VALUE_CONFLICT = "VALUE_CONFLICT"
+
+
+Code = TimeseriesIngestErrorCode
+
+
+class IngestMode(StrEnum):
+    insert = "insert"
+    revise = "revise"
+
+
+@dataclass(slots=True)
+class IngestError:
+    index: int
+    code: Code
+    field: str | None
+    message: str
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "index": self.index,
+            "code": str(self.code),
+            "field": self.field,
+            "message": self.message,
+        }
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+
+@dataclass
+class IngestResult:
+    ingested: int = 0
+    skipped_duplicate: int = 0
+    revised: int = 0
+    failed: int = 0
+    errors: list[IngestError] = field(default_factory=list)
+    batch_id: int | None = None
+
+    def add(self, other: "IngestResult") -> None:
+        self.ingested += other.ingested
+        self.skipped_duplicate += other.skipped_duplicate
+        self.revised += other.revised
+        self.failed += other.failed
+        room = MAX_ERRORS_REPORTED - len(self.errors)
+        self.errors.extend(other.errors[: max(room, 0)])
+
+    def to_response(self, mode: IngestMode = IngestMode.insert) -> dict[str, Any]:
+        """DESIGN's shape; `revised` is added for revision calls only."""
+        out: dict[str, Any] = {
+            "ingested": self.ingested,
+            "skipped_duplicate": self.skipped_duplicate,
+            "failed": self.failed,
+            "errors": [e.to_dict() for e in self.errors[:MAX_ERRORS_REPORTED]],
+        }
+        if mode == IngestMode.revise:
+            out["revised"] = self.revised
+        return out
+
+
+@dataclass(slots=True)
+class _Record:
+    index: int
+    line: int | None
+    site_id: str
+    meter_id: str
+    ts: datetime
+    value: float
+    key: str
+    meter_pk: int = 0
+
+
+def canonical_timestamp(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_idempotency_key(site_id: str, meter_id: str, ts: datetime) -> str:
+    """The key a relay should send: `site-meter-timestamp`, stable across retries."""
+    return f"{site_id}-{meter_id}-{canonical_timestamp(ts)}"
+
+
+def parse_timestamp(text: Any) -> tuple[datetime | None, Code | None, str]:
+    """(timestamp, error code, message) for an ISO 8601 UTC `...Z` string."""
+    if not isinstance(text, str):
+        return (
+            None,
+            Code.INVALID_TIMESTAMP,
+            "timestamp_utc must be a string like 2025-12-05T13:00:00Z",
+        )
+    m = _TS_RE.match(text.strip())
+    if not m:
+        return (
+            None,
+            Code.INVALID_TIMESTAMP,
+            f"timestamp_utc {text!r} is not ISO 8601 UTC with Z, e.g. 2025-12-05T13:00:00Z",
+        )
+    year, month, day, hour, minute, second, frac = m.groups()
+    try:
+        ts = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:
+        return None, Code.INVALID_TIMESTAMP, f"timestamp_utc {text!r} is not a real date and time"
+    if minute != "00" or second != "00" or (frac and int(frac) != 0):
+        return (
+            None,
+            Code.TIMESTAMP_NOT_HOUR_ALIGNED,
+            f"timestamp_utc {text!r} must be the start of an hour "
+            f"({ts.strftime('%Y-%m-%dT%H')}:00:00Z): values are hourly kWh, hour-beginning",
+        )
+    return ts, None, ""
+
+
+def parse_value(raw: Any, *, from_text: bool = False) -> tuple[float | None, str]:
+    """(kWh, message): a finite, non-negative number. CSV cells arrive as text."""
+    if from_text and isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            return None, f"value {raw!r} is not a number; expected kWh such as 152.3"
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None, f"value {raw!r} is not a number; expected kWh such as 152.3"
+    value = float(raw)
+    if not math.isfinite(value):
+        return None, "value must be a finite number of kWh (not NaN or infinity)"
+    if value < 0:
+        return None, f"value {value} is negative; hourly energy in kWh is 0 or more"
+    return value, ""
+
+
+def _is_kwh(unit: Any) -> bool:
+    return unit is None or unit == "" or (isinstance(unit, str) and unit.strip().lower() == "kwh")
+
+
+class _Batch:
+    """Collects the outcome of one ingest call."""
+
+    def __init__(self, lines: list[int] | None) -> None:
+        self.lines = lines
+        self.result = IngestResult()
+        self.by_code: Counter[str] = Counter()
+        self.by_meter: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def fail(self, index: int, code: Code, fld: str | None, message: str, where: str = "?") -> None:
+        line = self.lines[index] if self.lines is not None else None
+        self.result.failed += 1
+        if len(self.result.errors) < MAX_ERRORS_REPORTED:
+            self.result.errors.append(IngestError(index, code, fld, message, line))
+        self.by_code[str(code)] += 1
+        self.by_meter[where][str(code)] += 1
+
+
+def _validate(
+    records: list[Any], batch: _Batch, *, now: datetime, from_text: bool
+) -> list[_Record]:
+    """Field-level checks that need no database."""
+    valid: list[_Record] = []
+    latest_allowed = now + FUTURE_TOLERANCE
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            what = (
+                "this CSV row could not be read"
+                if from_text
+                else "each record must be a JSON object"
+            )
+            batch.fail(i, Code.INVALID_RECORD, None, what)
+            continue
+        site_id, meter_id = rec.get("site_id"), rec.get("meter_id")
+        where = (
+            f"{site_id}/{meter_id}"
+            if isinstance(site_id, str) and isinstance(meter_id, str)
+            else "?"
+        )
+        missing = [
+            f
+            for f in ("site_id", "meter_id", "timestamp_utc", "value")
+            if rec.get(f) is None or rec.get(f) == ""
+        ]
+        if missing:
+            batch.fail(
+                i,
+                Code.MISSING_FIELD,
+                missing[0],
+                f"{missing[0]} is required (record needs site_id, meter_id, "
+                "timestamp_utc, value; unit and idempotency_key are optional)",
+                where,
+            )
+            continue
+        if not isinstance(site_id, str) or not isinstance(meter_id, str):
+            fld = "site_id" if not isinstance(site_id, str) else "meter_id"
+            batch.fail(i, Code.INVALID_FIELD, fld, f"{fld} must be a string such as 'site-22'")
+            continue
+        site_id, meter_id = site_id.strip(), meter_id.strip()
+        ts, code, message = parse_timestamp(rec["timestamp_utc"])
+        if ts is None:
+            batch.fail(i, code, "timestamp_utc", message, where)
+            continue
+        if ts > latest_allowed:
+            batch.fail(
+                i,
+                Code.TIMESTAMP_IN_FUTURE,
+                "timestamp_utc",
+                f"timestamp_utc {canonical_timestamp(ts)} is in the future "
+                f"(it is now {canonical_timestamp(now)})",
+                where,
+            )
+            continue
+        value, message = parse_value(rec["value"], from_text=from_text)
+        if value is None:
+            batch.fail(i, Code.INVALID_VALUE, "value", message, where)
+            continue
+        if not _is_kwh(rec.get("unit")):
+            batch.fail(
+                i,
+                Code.INVALID_UNIT,
+                "unit",
+                f"unit {rec.get('unit')!r} is not accepted: send kWh (or omit unit)",
+                where,
+            )
+            continue
+        key = rec.get("idempotency_key")
+        if key is None or key == "":
+            key = default_idempotency_key(site_id, meter_id, ts)
+        elif not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
+            batch.fail(
+                i,
+                Code.INVALID_FIELD,
+                "idempotency_key",
+                f"idempotency_key must be a string of at most {MAX_KEY_LENGTH} characters",
+                where,
+            )
+            continue
+        line = batch.lines[i] if batch.lines is not None else None
+        valid.append(_Record(i, line, site_id, meter_id, ts, value, key))
+    return valid
+
+
+def _resolve_meters(
+    session: Session, records: list[_Record], batch: _Batch, principal: Principal
+) -> list[_Record]:
+    """Attach meter primary keys; refuse unknown, foreign and out-of-scope sites and meters."""
+    site_ids = sorted({r.site_id for r in records})
+    sites: dict[str, Site] = {}
+    for chunk in _chunks(site_ids, _LOOKUP_CHUNK):
+        found = session.execute(select(Site).where(Site.site_id.in_(chunk))).scalars()
+        sites.update({s.site_id: s for s in found})
+    own = {sid: s for sid, s in sites.items() if s.org_id == principal.org_id}
+    meters: dict[tuple[str, str], int] = {}
+    registered: dict[str, list[str]] = defaultdict(list)
+    if own:
+        by_pk = {s.id: s.site_id for s in own.values()}
+        rows = session.execute(
+            select(Meter.id, Meter.site_pk, Meter.meter_id).where(Meter.site_pk.in_(list(by_pk)))
+        ).all()
+        for pk, site_pk, meter_id in rows:
+            meters[(by_pk[site_pk], meter_id)] = pk
+            registered[by_pk[site_pk]].append(meter_id)
+    scope = set(principal.site_ids) if principal.site_ids is not None else None
+    resolved = []
+    for r in records:
+        where = f"{r.site_id}/{r.meter_id}"
+        site = sites.get(r.site_id)
+        if site is None:
+            batch.fail(
+                r.index,
+                Code.UNKNOWN_SITE,
+                "site_id",
+                f"site_id {r.site_id!r} is not registered in CEI; check the integration "
+                "mapping table",
+                where,
+            )
+            continue
+        if site.org_id != principal.org_id:
+            batch.fail(
+                r.index,
+                Code.ORG_MISMATCH,
+                "site_id",
+                f"site_id {r.site_id!r} does not belong to your organisation",
+                where,
+            )
+            continue
+        if scope is not None and r.site_id not in scope:
+            batch.fail(
+                r.index,
+                Code.SITE_NOT_IN_TOKEN_SCOPE,
+                "site_id",
+                f"this integration token may write only to {', '.join(sorted(scope))}",
+                where,
+            )
+            continue
+        pk = meters.get((r.site_id, r.meter_id))
+        if pk is None and site.auto_register_meters:
+            meter = Meter(
+                org_id=principal.org_id,
+                site_pk=site.id,
+                meter_id=r.meter_id,
+                name=r.meter_id,
+                kind=MeterKind.sub_meter,
+            )
+            session.add(meter)
+            session.flush()
+            pk = meters[(r.site_id, r.meter_id)] = meter.id
+            registered[r.site_id].append(r.meter_id)
+        if pk is None:
+            known = sorted(registered.get(r.site_id, []))
+            listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
+            batch.fail(
+                r.index,
+                Code.UNKNOWN_METER,
+                "meter_id",
+                f"meter_id {r.meter_id!r} is not registered at {r.site_id}; "
+                f"registered meters: {listed}",
+                where,
+            )
+            continue
+        r.meter_pk = pk
+        resolved.append(r)
+    return resolved
+
+
+def _dedupe(records: list[_Record], batch: _Batch) -> list[_Record]:
+    seen_hour: dict[tuple[int, datetime], int] = {}
+    seen_key: dict[str, int] = {}
+    unique = []
+    for r in records:
+        where = f"{r.site_id}/{r.meter_id}"
+        first = seen_hour.get((r.meter_pk, r.ts))
+        if first is not None:
+            batch.fail(
+                r.index,
+                Code.DUPLICATE_IN_BATCH,
+                "timestamp_utc",
+                f"{where} {canonical_timestamp(r.ts)} already appears at index {first} "
+                "of this batch",
+                where,
+            )
+            continue
+        first = seen_key.get(r.key)
+        if first is not None:
+            batch.fail(
+                r.index,
+                Code.DUPLICATE_IN_BATCH,
+                "idempotency_key",
+                f"idempotency_key {r.key!r} already appears at index {first} of this batch",
+                where,
+            )
+            continue
+        seen_hour[(r.meter_pk, r.ts)] = r.index
+        seen_key[r.key] = r.index
+        unique.append(r)
+    return unique
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(slots=True)
+class _Stored:
+    id: int
+    meter_pk: int
+    ts: datetime
+    value: float
+    key: str
+
+
+def _stored(session: Session, org_id: int, records: list[_Record]) -> tuple[dict, dict]:
+    """Rows already holding these hours, and rows already holding these keys."""
+    cols = (Reading.id, Reading.meter_pk, Reading.ts, Reading.value, Reading.idempotency_key)
+    by_hour: dict[tuple[int, datetime], _Stored] = {}
+    by_key: dict[str, _Stored] = {}
+    for chunk in _chunks(records, _LOOKUP_CHUNK):
+        pairs = [(r.meter_pk, r.ts) for r in chunk]
+        for row in session.execute(
+            select(*cols).where(tuple_(Reading.meter_pk, Reading.ts).in_(pairs))
+        ):
+            s = _Stored(*row)
+            by_hour[(s.meter_pk, s.ts)] = s
+        keys = [r.key for r in chunk]
+        for row in session.execute(
+            select(*cols).where(Reading.org_id == org_id, Reading.idempotency_key.in_(keys))
+        ):
+            s = _Stored(*row)
+            by_key[s.key] = s
+    return by_hour, by_key
+
+
+def _classify(r: _Record, by_hour: dict, by_key: dict, mode: IngestMode, batch: _Batch) -> str:
+    """'insert', 'revise', 'skip' or 'fail' for one record against what is stored."""
+    where = f"{r.site_id}/{r.meter_id}"
+    at_hour = by_hour.get((r.meter_pk, r.ts))
+    with_key = by_key.get(r.key)
+    if at_hour is not None:
+        if at_hour.value == r.value:
+            return "skip"
+        if mode == IngestMode.revise and (with_key is None or with_key.id == at_hour.id):
+            return "revise"
+        if at_hour.key == r.key:
+            batch.fail(
+                r.index,
+                Code.IDEMPOTENCY_CONFLICT,
+                "idempotency_key",
+                f"idempotency_key {r.key!r} was stored with value {at_hour.value}; "
+                f"this record says {r.value}. Send corrections with mode=revise",
+                where,
+            )
+        else:
+            batch.fail(
+                r.index,
+                Code.VALUE_CONFLICT,
+                "value",
+                f"{where} {canonical_timestamp(r.ts)} is stored with value "
+                f"{at_hour.value} (another key); this record says {r.value}. "
+                "Send corrections with mode=revise",
+                where,
+            )
+        return "fail"
+    if with_key is not None:
+        batch.fail(
+            r.index,
+            Code.IDEMPOTENCY_CONFLICT,
+            "idempotency_key",
+            f"idempotency_key {r.key!r} is already used by another meter or hour; "
+            "keys must be unique per site, meter and hour",
+            where,
+        )
+        return "fail"
+    return "insert"
+
+
+def _insert(session: Session, rows: list[dict]) -> set[tuple[int, datetime]]:
+    """INSERT … ON CONFLICT DO NOTHING; returns the (meter_pk, ts) pairs actually written."""
+    if not rows:
+        return set()
+    table = Reading.__table__
+    dialect = session.get_bind().dialect.name
+    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    stmt = ins.on_conflict_do_nothing().returning(table.c.meter_pk, table.c.ts)
+    written: set[tuple[int, datetime]] = set()
+    for chunk in _chunks(rows, 1000):
+        written.update((pk, ts) for pk, ts in session.execute(stmt, chunk))
+    return written
+
+
+def _revise(
+    session: Session,
+    records: list[_Record],
+    by_hour: dict,
+    *,
+    org_id: int,
+    source: str,
+    batch_id: int,
+    now: datetime,
+) -> None:
+    revisions = []
+    for r in records:
+        old = by_hour[(r.meter_pk, r.ts)]
+        session.execute(
+            update(Reading)
+            .where(Reading.id == old.id)
+            .values(
+                value=r.value,
+                idempotency_key=r.key,
+                source=source,
+                ingested_at=now,
+                batch_id=batch_id,
+            )
+        )
+        revisions.append(
+            {
+                "reading_id": old.id,
+                "org_id": org_id,
+                "old_value": old.value,
+                "new_value": r.value,
+                "old_idempotency_key": old.key,
+                "revised_at": now,
+                "batch_id": batch_id,
+            }
+        )
+    if revisions:
+        session.execute(ReadingRevision.__table__.insert(), revisions)
+
+
+def new_batch(
+    session: Session, *, principal: Principal, source: str, mode: IngestMode
+) -> IngestBatch:
+    batch = IngestBatch(
+        org_id=principal.org_id,
+        source=source,
+        mode=str(mode),
+        user_id=principal.user_id,
+        token_id=principal.token_id,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def ingest_records(
+    session: Session,
+    *,
+    principal: Principal,
+    records: list[Any],
+    source: str = ReadingSource.api,
+    mode: IngestMode = IngestMode.insert,
+    lines: list[int] | None = None,
+    batch_row: IngestBatch | None = None,
+    from_text: bool = False,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate and store a batch in the session's transaction; never raises for bad records.
+
+    Args:
+        records: dicts with site_id, meter_id, timestamp_utc, value[, unit, idempotency_key].
+        lines: CSV line number of each record, reported in its errors.
+        batch_row: the IngestBatch to add counts to (a CSV upload spans several calls).
+        from_text: values are text cells (CSV) rather than JSON numbers.
+    """
+    begin_write(session)
+    now = now or utcnow()
+    batch = _Batch(lines)
+    valid = _validate(records, batch, now=now, from_text=from_text)
+    valid = _dedupe(_resolve_meters(session, valid, batch, principal), batch)
+    audit = batch_row or new_batch(session, principal=principal, source=source, mode=mode)
+    by_hour, by_key = _stored(session, principal.org_id, valid)
+    inserts, revisions = [], []
+    for r in valid:
+        outcome = _classify(r, by_hour, by_key, mode, batch)
+        if outcome == "skip":
+            batch.result.skipped_duplicate += 1
+        elif outcome == "insert":
+            inserts.append(r)
+        elif outcome == "revise":
+            revisions.append(r)
+    rows = [
+        {
+            "org_id": principal.org_id,
+            "meter_pk": r.meter_pk,
+            "ts": r.ts,
+            "value": r.value,
+            "idempotency_key": r.key,
+            "source": str(source),
+            "ingested_at": now,
+            "batch_id": audit.id,
+        }
+        for r in inserts
+    ]
+    written = _insert(session, rows)
+    batch.result.ingested += len(written)
+    lost = [r for r in inserts if (r.meter_pk, r.ts) not in written]
+    if lost:
+        # A concurrent writer (PostgreSQL) stored some of these hours or keys first: classify
+        # them against what it stored, exactly as a later retry would be.
+        by_hour, by_key = _stored(session, principal.org_id, lost)
+        for r in lost:
+            if _classify(r, by_hour, by_key, IngestMode.insert, batch) in ("skip", "insert"):
+                batch.result.skipped_duplicate += 1
+    _revise(
+        session,
+        revisions,
+        by_hour,
+        org_id=principal.org_id,
+        source=str(source),
+        batch_id=audit.id,
+        now=now,
+    )
+    batch.result.revised = len(revisions)
+    batch.result.errors.sort(key=lambda e: e.index)
+    _record_audit(audit, batch, total=len(records))
+    session.add(audit)
+    session.flush()
+    batch.result.batch_id = audit.id
+    return batch.result
+
+
+def _record_audit(audit: IngestBatch, batch: _Batch, *, total: int) -> None:
+    res = batch.result
+    audit.total += total
+    audit.ingested += res.ingested
+    audit.skipped_duplicate += res.skipped_duplicate
+    audit.revised += res.revised
+    audit.failed += res.failed
+    # JSON columns are replaced, not mutated, so the change is seen and written.
+    audit.errors_by_code = dict(Counter(audit.errors_by_code or {}) + batch.by_code)
+    merged = {k: Counter(v) for k, v in (audit.errors_by_meter or {}).items()}
+    for where, counts in batch.by_meter.items():
+        merged[where] = merged.get(where, Counter()) + counts
+    audit.errors_by_meter = {k: dict(v) for k, v in merged.items()}
+
+
+# --- CSV -----------------------------------------------------------------------------------
+
+
+def iter_csv_chunks(
+    stream: IO[str], *, chunk_rows: int = CSV_CHUNK_ROWS, default_site: str | None = None
+) -> Iterator[tuple[list[dict], list[int]]]:
+    """Yield (records, line numbers) in chunks from a CSV with a header row.
+
+    Raises InvalidInput when the header lacks a required column.
+    """
+    reader = csv.reader(stream)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise InvalidInput(
+            f"the CSV file is empty; expected a header row {','.join(CSV_COLUMNS)}",
+            code="invalid_csv",
+        ) from None
+    except csv.Error as exc:
+        raise InvalidInput(f"unreadable CSV header: {exc}", code="invalid_csv") from None
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0].lstrip("\ufeff")
+    required = [c for c in ("meter_id", "timestamp_utc", "value") if c not in header]
+    if "site_id" not in header and default_site is None:
+        required.insert(0, "site_id")
+    if required:
+        raise InvalidInput(
+            f"CSV header is missing {', '.join(required)}; expected columns "
+            f"{','.join(CSV_COLUMNS)} (idempotency_key optional)",
+            code="invalid_csv",
+        )
+    records: list[dict] = []
+    lines: list[int] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            records.append({"_csv_error": str(exc)})
+            lines.append(reader.line_num)
+            continue
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines are not records
+        rec = dict(zip(header, (c.strip() for c in row), strict=False))
+        if default_site and not rec.get("site_id"):
+            rec["site_id"] = default_site
+        records.append(rec)
+        lines.append(reader.line_num)
+        if len(records) >= chunk_rows:
+            yield records, lines
+            records, lines = [], []
+    if records:
+        yield records, lines
+
+
+def ingest_csv(
+    engine: Engine,
+    *,
+    principal: Principal,
+    stream: IO[str],
+    mode: IngestMode = IngestMode.insert,
+    default_site: str | None = None,
+    chunk_rows: int = CSV_CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Stream a CSV into the database, one transaction per chunk of rows (bounded memory).
+
+    A chunk that commits stays committed; re-sending the file is safe (duplicates are skipped).
+    `progress` is called with the number of rows handled after each chunk.
+    """
+    chunks = iter_csv_chunks(stream, chunk_rows=chunk_rows, default_site=default_site)
+    first = next(chunks, None)  # header errors surface before anything is written
+    with session_scope(engine) as session:
+        batch_id = new_batch(session, principal=principal, source=ReadingSource.csv, mode=mode).id
+    total = IngestResult(batch_id=batch_id)
+    offset = 0
+    for records, lines in _prepend(first, chunks):
+        with session_scope(engine) as session:
+            begin_write(session)  # before the first read, so SQLite takes the write lock now
+            audit = session.get(IngestBatch, batch_id)
+            result = ingest_records(
+                session,
+                principal=principal,
+                records=[_csv_record(r) for r in records],
+                source=ReadingSource.csv,
+                mode=mode,
+                lines=lines,
+                batch_row=audit,
+                from_text=True,
+            )
+        for err in result.errors:
+            err.index += offset
+        total.add(result)
+        offset += len(records)
+        if progress:
+            progress(len(records))
+    return total
+
+
+def _csv_record(rec: dict) -> dict | None:
+    # A row the csv module could not parse becomes a non-object, i.e. INVALID_RECORD.
+    return None if "_csv_error" in rec else rec
+
+
+def _prepend(first, rest: Iterable) -> Iterator:
+    if first is not None:
+        yield first
+        yield from rest

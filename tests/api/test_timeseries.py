@@ -1,0 +1,240 @@
+"""Reading back: summary, series with gaps and DST-aware days, export, ingest health, metrics."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.health import floor_hour
+from tests.factories import bearer, hourly_records, make_site, make_token, signup
+
+BATCH = "/api/v1/timeseries/batch"
+SERIES = "/api/v1/timeseries/series"
+
+
+@pytest.fixture(name="org")
+def org_fixture(client):
+    admin = signup(client, org="Reader")
+    make_site(
+        client, admin["headers"], "site-r", meters=("main-incomer", "compressor-bank", "chiller-01")
+    )
+    return admin
+
+
+def _post(client, headers, records):
+    r = client.post(BATCH, json=records, headers=headers)
+    assert r.json()["failed"] == 0, r.text
+    return r.json()
+
+
+def test_hourly_series_shows_missing_hours_as_nulls(client, org):
+    t0 = datetime(2025, 12, 1, tzinfo=UTC)
+    _post(client, org["headers"], hourly_records("site-r", "main-incomer", t0, 6, skip={2, 3}))
+    r = client.get(
+        SERIES,
+        params={
+            "site_id": "site-r",
+            "meter_id": "main-incomer",
+            "start": "2025-12-01T00:00:00Z",
+            "end": "2025-12-01T06:00:00Z",
+        },
+        headers=org["headers"],
+    )
+    assert r.status_code == 200
+    points = r.json()["points"]
+    assert [p["kwh"] for p in points] == [100.0, 101.0, None, None, 104.0, 105.0]
+    assert points[0]["timestamp_utc"] == "2025-12-01T00:00:00Z"
+
+
+def test_daily_series_counts_local_hours_across_dst(client, org):
+    # Europe/Rome leaves summer time on 2025-10-26: that local day has 25 hours.
+    start = datetime(2025, 10, 24, 22, tzinfo=UTC)  # 2025-10-25 00:00 local (+02:00)
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-r", "main-incomer", start, 49, value=lambda i: 1.0, skip={30}),
+    )
+    r = client.get(
+        SERIES,
+        params={
+            "site_id": "site-r",
+            "meter_id": "main-incomer",
+            "start": "2025-10-25T00:00:00+02:00",
+            "end": "2025-10-27T00:00:00+01:00",
+            "resolution": "day",
+        },
+        headers=org["headers"],
+    )
+    days = r.json()["points"]
+    assert [
+        (d["start_local"][:10], d["expected_hours"], d["hours"], d["complete"], d["kwh"])
+        for d in days
+    ] == [("2025-10-25", 24, 24, True, 24.0), ("2025-10-26", 25, 24, False, 24.0)]
+
+
+def test_weekly_series_buckets_iso_weeks(client, org):
+    start = datetime(2025, 12, 1, tzinfo=UTC) - timedelta(hours=1)  # Monday 00:00 Rome
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-r", "main-incomer", start, 168, value=lambda i: 2.0),
+    )
+    r = client.get(
+        SERIES,
+        params={
+            "site_id": "site-r",
+            "meter_id": "main-incomer",
+            "start": "2025-12-02T00:00:00Z",
+            "end": "2025-12-03T00:00:00Z",
+            "resolution": "week",
+        },
+        headers=org["headers"],
+    )
+    (week,) = r.json()["points"]
+    assert (week["start_local"][:10], week["hours"], week["expected_hours"]) == (
+        "2025-12-01",
+        168,
+        168,
+    )
+    assert week["kwh"] == 336.0 and week["complete"]
+
+
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"start": "2025-12-01T00:00:00", "end": "2025-12-02T00:00:00Z"}, 400),
+        ({"start": "2025-12-02T00:00:00Z", "end": "2025-12-01T00:00:00Z"}, 400),
+        ({"start": "2024-01-01T00:00:00Z", "end": "2025-12-01T00:00:00Z"}, 400),
+        ({"start": "2025-12-01T00:00:00Z", "end": "2025-12-02T00:00:00Z", "meter_id": "nope"}, 404),
+    ],
+)
+def test_bad_series_requests_are_client_errors(client, org, params, status):
+    query = {"site_id": "site-r", "meter_id": "main-incomer", **params}
+    assert client.get(SERIES, params=query, headers=org["headers"]).status_code == status
+
+
+def test_summary_gives_points_and_kwh_statistics_per_meter(client, org):
+    end = floor_hour(datetime.now(UTC))
+    _post(
+        client,
+        org["headers"],
+        hourly_records(
+            "site-r", "main-incomer", end - timedelta(hours=24), 24, value=lambda i: float(i)
+        ),
+    )
+    r = client.get(
+        "/api/v1/timeseries/summary",
+        params={"site_id": "site-r", "window_hours": 24},
+        headers=org["headers"],
+    )
+    rows = {m["meter_id"]: m for m in r.json()["meters"]}
+    main = rows["main-incomer"]
+    assert (main["points"], main["expected_points"], main["total_kwh"]) == (24, 24, 276.0)
+    assert (main["min_kwh"], main["max_kwh"], main["mean_kwh"]) == (0.0, 23.0, 11.5)
+    assert main["last_timestamp_utc"] == (end - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows["chiller-01"]["points"] == 0 and rows["chiller-01"]["total_kwh"] is None
+
+
+def test_ingest_health_shows_silent_partial_and_complete_meters(client, org):
+    end = floor_hour(datetime.now(UTC))
+    start = end - timedelta(hours=24)
+    _post(client, org["headers"], hourly_records("site-r", "main-incomer", start, 24))
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-r", "compressor-bank", start, 24, skip=set(range(0, 24, 4))),
+    )  # 18 of 24
+    token = bearer(make_token(client, org["headers"])["token"])
+    r = client.get("/api/v1/timeseries/ingest_health?window_hours=24", headers=token)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["window_hours"] == 24
+    rows = {m["meter_id"]: m for m in body["meters"]}
+    assert set(rows) == {"main-incomer", "compressor-bank", "chiller-01"}
+    assert (rows["main-incomer"]["actual_points"], rows["main-incomer"]["completeness_pct"]) == (
+        24,
+        100.0,
+    )
+    assert (
+        rows["compressor-bank"]["actual_points"],
+        rows["compressor-bank"]["completeness_pct"],
+    ) == (18, 75.0)
+    assert rows["chiller-01"] == {
+        "site_id": "site-r",
+        "meter_id": "chiller-01",
+        "window_hours": 24,
+        "expected_points": 24,
+        "actual_points": 0,
+        "completeness_pct": 0.0,
+        "last_seen": None,
+        "last_reading_utc": None,
+    }
+    assert rows["main-incomer"]["last_seen"].endswith("Z")
+
+
+def test_ingest_health_completeness_is_rounded_to_one_decimal(client, org):
+    end = floor_hour(datetime.now(UTC))
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-r", "main-incomer", end - timedelta(hours=24), 23),
+    )
+    r = client.get(
+        "/api/v1/timeseries/ingest_health",
+        params={"window_hours": 24, "site_id": "site-r"},
+        headers=org["headers"],
+    )
+    rows = {m["meter_id"]: m for m in r.json()["meters"]}
+    assert rows["main-incomer"]["completeness_pct"] == 95.8
+
+
+def test_tokens_read_ingest_health_but_not_series(client, org):
+    token = bearer(make_token(client, org["headers"])["token"])
+    assert client.get("/api/v1/timeseries/ingest_health", headers=token).status_code == 200
+    assert client.get("/api/v1/timeseries/summary?site_id=site-r", headers=token).status_code == 403
+    assert client.get("/api/v1/analytics/ingest-metrics", headers=token).status_code == 403
+
+
+def test_ingest_metrics_reports_gaps_and_errors_per_meter(client, org):
+    end = floor_hour(datetime.now(UTC))
+    start = end - timedelta(hours=168)
+    skip = set(range(10, 15)) | {100}
+    _post(client, org["headers"], hourly_records("site-r", "main-incomer", start, 168, skip=skip))
+    bad = hourly_records("site-r", "main-incomer", start, 2)
+    bad[0]["value"], bad[1]["unit"] = -1, "Wh"
+    client.post(BATCH, json=bad, headers=org["headers"])
+    body = client.get("/api/v1/analytics/ingest-metrics", headers=org["headers"]).json()
+    rows = {m["meter_id"]: m for m in body["meters"]}
+    main = rows["main-incomer"]
+    assert (main["missing_hours_7d"], main["longest_gap_hours_7d"]) == (6, 5)
+    assert main["completeness_7d_pct"] == round(100 * 162 / 168, 1)
+    assert main["completeness_24h_pct"] == 100.0
+    assert main["errors_7d"] == {"INVALID_UNIT": 1, "INVALID_VALUE": 1}
+    assert body["errors_by_code_7d"] == {"INVALID_UNIT": 1, "INVALID_VALUE": 1}
+    assert (rows["chiller-01"]["missing_hours_7d"], rows["chiller-01"]["last_seen"]) == (168, None)
+
+
+def test_export_can_be_limited_to_a_meter_and_range(client, org):
+    t0 = datetime(2025, 12, 1, tzinfo=UTC)
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-r", "main-incomer", t0, 10)
+        + hourly_records("site-r", "chiller-01", t0, 10),
+    )
+    r = client.get(
+        "/api/v1/timeseries/export",
+        params={
+            "site_id": "site-r",
+            "meter_id": "chiller-01",
+            "start": "2025-12-01T02:00:00Z",
+            "end": "2025-12-01T05:00:00Z",
+        },
+        headers=org["headers"],
+    )
+    lines = r.text.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[1].startswith("site-r,chiller-01,2025-12-01T02:00:00Z,102.0,kWh,")
+    assert (
+        client.get("/api/v1/timeseries/export?site_id=nope", headers=org["headers"]).status_code
+        == 404
+    )
