@@ -11,12 +11,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.accounts import Principal
-from core.db import session_scope
+from core.db import begin_write, session_scope
 from core.errors import Forbidden, Unauthorized
 from core.models import Role, User
 from core.security import INTEGRATION_TOKEN_PREFIX, decode_access_token
 from core.settings import Settings
-from core.tokens import resolve_token
+from core.tokens import resolve_token, touch_token
 
 INTEGRATION_OPT = "integration_token"
 
@@ -35,10 +35,16 @@ def authenticate_bearer(engine: Engine, settings: Settings, authorization: str |
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send 'Authorization: Bearer <token>'", code="missing_token")
+    if not token.startswith(INTEGRATION_TOKEN_PREFIX):
+        with session_scope(engine) as session:
+            return _principal_for_user(session, settings, token)
     with session_scope(engine) as session:
-        if token.startswith(INTEGRATION_TOKEN_PREFIX):
-            return resolve_token(session, plaintext=token)
-        return _principal_for_user(session, settings, token)
+        principal, stale = resolve_token(session, plaintext=token)
+    if stale:
+        with session_scope(engine) as session:
+            begin_write(session)
+            touch_token(session, token_id=principal.token_id)
+    return principal
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):

@@ -4,22 +4,29 @@ import logging
 from collections.abc import AsyncGenerator
 
 from anyio import to_thread
+from litestar import Request
 from litestar.datastructures import State
 from sqlmodel import Session
 
+from core.db import begin_write
 from core.errors import DomainError
 from core.settings import Settings
 
 log = logging.getLogger("cei.api")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def provide_session(state: State) -> AsyncGenerator[Session, None]:
+async def provide_session(state: State, request: Request) -> AsyncGenerator[Session, None]:
     """A session whose transaction commits when the handler succeeds and rolls back otherwise.
 
+    Requests that change data start as writers (SQLite: BEGIN IMMEDIATE), so concurrent
+    writers queue on the busy timeout instead of failing half-way with "database is locked".
     Commit and rollback run in a worker thread: they may wait on disk or the network.
     """
     session = Session(state.engine, expire_on_commit=False)
     try:
+        if request.method not in READ_METHODS:
+            await to_thread.run_sync(begin_write, session)
         yield session
         await to_thread.run_sync(session.commit)
     except DomainError as exc:

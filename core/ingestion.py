@@ -22,8 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import IO, Any
 
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -225,6 +224,8 @@ def _validate(
     """Field-level checks that need no database."""
     valid: list[_Record] = []
     latest_allowed = now + FUTURE_TOLERANCE
+    # Many meters share the same hours: parse each distinct timestamp text once per call.
+    parsed: dict[Any, tuple[datetime | None, Code | None, str]] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             what = (
@@ -260,7 +261,13 @@ def _validate(
             batch.fail(i, Code.INVALID_FIELD, fld, f"{fld} must be a string such as 'site-22'")
             continue
         site_id, meter_id = site_id.strip(), meter_id.strip()
-        ts, code, message = parse_timestamp(rec["timestamp_utc"])
+        raw_ts = rec["timestamp_utc"]
+        hit = parsed.get(raw_ts) if isinstance(raw_ts, str) else None
+        if hit is None:
+            hit = parse_timestamp(raw_ts)
+            if isinstance(raw_ts, str):
+                parsed[raw_ts] = hit
+        ts, code, message = hit
         if ts is None:
             batch.fail(i, code, "timestamp_utc", message, where)
             continue
@@ -432,20 +439,37 @@ class _Stored:
     ts: datetime
     value: float
     key: str
+    batch_id: int | None
+    ingested_at: datetime
 
 
-def _stored(session: Session, org_id: int, records: list[_Record]) -> tuple[dict, dict]:
-    """Rows already holding these hours, and rows already holding these keys."""
-    cols = (Reading.id, Reading.meter_pk, Reading.ts, Reading.value, Reading.idempotency_key)
+def _stored(session: Session, org_id: int | None, records: list[_Record]) -> tuple[dict, dict]:
+    """Rows already holding these hours, and (given the org) rows already holding these keys."""
+    cols = (
+        Reading.id,
+        Reading.meter_pk,
+        Reading.ts,
+        Reading.value,
+        Reading.idempotency_key,
+        Reading.batch_id,
+        Reading.ingested_at,
+    )
     by_hour: dict[tuple[int, datetime], _Stored] = {}
     by_key: dict[str, _Stored] = {}
+    hours_by_meter: dict[int, list[datetime]] = defaultdict(list)
+    for r in records:
+        hours_by_meter[r.meter_pk].append(r.ts)
+    # One meter at a time, so each lookup is a run of seeks on the (meter_pk, ts) index.
+    for meter_pk, hours in hours_by_meter.items():
+        for chunk in _chunks(hours, _LOOKUP_CHUNK):
+            for row in session.execute(
+                select(*cols).where(Reading.meter_pk == meter_pk, Reading.ts.in_(chunk))
+            ):
+                s = _Stored(*row)
+                by_hour[(s.meter_pk, s.ts)] = s
+    if org_id is None:
+        return by_hour, by_key
     for chunk in _chunks(records, _LOOKUP_CHUNK):
-        pairs = [(r.meter_pk, r.ts) for r in chunk]
-        for row in session.execute(
-            select(*cols).where(tuple_(Reading.meter_pk, Reading.ts).in_(pairs))
-        ):
-            s = _Stored(*row)
-            by_hour[(s.meter_pk, s.ts)] = s
         keys = [r.key for r in chunk]
         for row in session.execute(
             select(*cols).where(Reading.org_id == org_id, Reading.idempotency_key.in_(keys))
@@ -498,18 +522,62 @@ def _classify(r: _Record, by_hour: dict, by_key: dict, mode: IngestMode, batch: 
     return "insert"
 
 
-def _insert(session: Session, rows: list[dict]) -> set[tuple[int, datetime]]:
-    """INSERT … ON CONFLICT DO NOTHING; returns the (meter_pk, ts) pairs actually written."""
-    if not rows:
-        return set()
-    table = Reading.__table__
-    dialect = session.get_bind().dialect.name
-    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    stmt = ins.on_conflict_do_nothing().returning(table.c.meter_pk, table.c.ts)
-    written: set[tuple[int, datetime]] = set()
+_INSERT_COLUMNS = "org_id, meter_pk, ts, value, idempotency_key, source, ingested_at, batch_id"
+# Fixed column list; values are bound as parameters.
+_INSERT_SQL = {
+    "sqlite": f"INSERT OR IGNORE INTO reading ({_INSERT_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "postgresql": f"INSERT INTO reading ({_INSERT_COLUMNS}) "  # noqa: S608
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+}
+
+
+def sqlite_timestamp(ts: datetime) -> str:
+    """A UTC instant as core.db.UTCDateTime stores it on SQLite (text that sorts correctly)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _insert(
+    session: Session,
+    records: list[_Record],
+    *,
+    org_id: int,
+    source: str,
+    now: datetime,
+    batch_id: int,
+) -> int:
+    """INSERT … ON CONFLICT DO NOTHING straight through the driver; returns rows written.
+
+    The hot path of ingestion: plain executemany, no ORM objects and no per-row type
+    processing, so timestamps are bound as SQLite text or PostgreSQL timestamptz here.
+    """
+    if not records:
+        return 0
+    conn = session.connection()
+    dialect = conn.dialect.name
+    stamp = sqlite_timestamp if dialect == "sqlite" else (lambda ts: ts)
+    at = stamp(now)
+    rows = [
+        (org_id, r.meter_pk, stamp(r.ts), r.value, r.key, source, at, batch_id) for r in records
+    ]
+    written = 0
     for chunk in _chunks(rows, 1000):
-        written.update((pk, ts) for pk, ts in session.execute(stmt, chunk))
+        written += conn.exec_driver_sql(_INSERT_SQL[dialect], chunk).rowcount
     return written
+
+
+def _refused(
+    session: Session, records: list[_Record], *, batch_id: int, now: datetime
+) -> list[_Record]:
+    """The records this call did not write: their hour holds a row from another call."""
+    by_hour, _ = _stored(session, None, records)
+    return [
+        r
+        for r in records
+        if (s := by_hour.get((r.meter_pk, r.ts))) is None
+        or s.batch_id != batch_id
+        or s.ingested_at != now
+    ]
 
 
 def _revise(
@@ -592,39 +660,23 @@ def ingest_records(
     valid = _validate(records, batch, now=now, from_text=from_text)
     valid = _dedupe(_resolve_meters(session, valid, batch, principal), batch)
     audit = batch_row or new_batch(session, principal=principal, source=source, mode=mode)
-    by_hour, by_key = _stored(session, principal.org_id, valid)
-    inserts, revisions = [], []
-    for r in valid:
+    # Insert first: new hours (the common case) need no lookup at all. Only the records the
+    # unique constraints turned away are compared with what is stored (a retry, a conflict, a
+    # revision, or a concurrent writer on PostgreSQL that got there first).
+    written = _insert(
+        session, valid, org_id=principal.org_id, source=str(source), now=now, batch_id=audit.id
+    )
+    refused = [] if written == len(valid) else _refused(session, valid, batch_id=audit.id, now=now)
+    batch.result.ingested = len(valid) - len(refused)
+    by_hour, by_key = _stored(session, principal.org_id, refused)
+    revisions = []
+    for r in refused:
         outcome = _classify(r, by_hour, by_key, mode, batch)
-        if outcome == "skip":
-            batch.result.skipped_duplicate += 1
-        elif outcome == "insert":
-            inserts.append(r)
-        elif outcome == "revise":
+        if outcome == "revise":
             revisions.append(r)
-    rows = [
-        {
-            "org_id": principal.org_id,
-            "meter_pk": r.meter_pk,
-            "ts": r.ts,
-            "value": r.value,
-            "idempotency_key": r.key,
-            "source": str(source),
-            "ingested_at": now,
-            "batch_id": audit.id,
-        }
-        for r in inserts
-    ]
-    written = _insert(session, rows)
-    batch.result.ingested += len(written)
-    lost = [r for r in inserts if (r.meter_pk, r.ts) not in written]
-    if lost:
-        # A concurrent writer (PostgreSQL) stored some of these hours or keys first: classify
-        # them against what it stored, exactly as a later retry would be.
-        by_hour, by_key = _stored(session, principal.org_id, lost)
-        for r in lost:
-            if _classify(r, by_hour, by_key, IngestMode.insert, batch) in ("skip", "insert"):
-                batch.result.skipped_duplicate += 1
+        elif outcome != "fail":
+            # "insert" here means the row that blocked it is gone again: nothing to add.
+            batch.result.skipped_duplicate += 1
     _revise(
         session,
         revisions,

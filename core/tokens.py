@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from core.accounts import Principal
@@ -96,8 +97,12 @@ def revoke_token(session: Session, *, org_id: int, token_id: int) -> Integration
     return token
 
 
-def resolve_token(session: Session, *, plaintext: str) -> Principal:
-    """The principal behind a `cei_int_…` secret, or Unauthorized. Records last use."""
+def resolve_token(session: Session, *, plaintext: str) -> tuple[Principal, bool]:
+    """The principal behind a `cei_int_…` secret, or Unauthorized.
+
+    Returns (principal, stale): `stale` means last_used_at is due for `touch_token`, which
+    the caller runs in a short write transaction of its own.
+    """
     if not plaintext.startswith(INTEGRATION_TOKEN_PREFIX):
         raise Unauthorized("invalid integration token", code="invalid_token")
     digest = sha256_hex(plaintext)
@@ -110,14 +115,21 @@ def resolve_token(session: Session, *, plaintext: str) -> Principal:
     status = token_status(token)
     if status != "active":
         raise Unauthorized(f"integration token {status}", code=f"token_{status}")
-    now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = now
-        session.add(token)
-    return Principal(
+    stale = token.last_used_at is None or utcnow() - token.last_used_at >= LAST_USED_RESOLUTION
+    principal = Principal(
         org_id=token.org_id,
         role=Role.analyst,
         kind="integration",
         token_id=token.id,
         site_ids=tuple(token.site_ids) if token.site_ids is not None else None,
+    )
+    return principal, stale
+
+
+def touch_token(session: Session, *, token_id: int) -> None:
+    """Record that a token was just used (kept to LAST_USED_RESOLUTION granularity)."""
+    session.execute(
+        update(IntegrationToken)
+        .where(IntegrationToken.id == token_id)
+        .values(last_used_at=utcnow())
     )

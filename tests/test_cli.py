@@ -164,3 +164,47 @@ def test_cei_up_serves_api_and_app_and_stops_both_on_ctrl_c(settings, engine, tm
         httpx.get(f"http://127.0.0.1:{api_port}/api/v1/health", timeout=2)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=2)
+
+
+def test_ingest_csv_loads_a_file_and_reports_failures(client, tmp_path):
+    runner = CliRunner()
+    runner.invoke(
+        main,
+        [
+            "user",
+            "create",
+            "--email",
+            "boss@plant.example",
+            "--new-org",
+            "Org C",
+            "--password",
+            "long-enough-pw",
+        ],
+    )
+    admin = login(client, "boss@plant.example", "long-enough-pw")
+    headers = {"Authorization": f"Bearer {admin['access_token']}"}
+    client.post(
+        "/api/v1/sites", json={"site_id": "site-c", "name": "C", "timezone": "UTC"}, headers=headers
+    )
+    client.post(
+        "/api/v1/sites/site-c/meters",
+        json={"meter_id": "main-incomer", "name": "M"},
+        headers=headers,
+    )
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "meter_id,timestamp_utc,value\n"
+        + "".join(f"main-incomer,2025-12-01T{h:02d}:00:00Z,{h}\n" for h in range(24))
+    )
+    r = runner.invoke(main, ["ingest", "csv", str(good), "--org", "Org C", "--site", "site-c"])
+    assert r.exit_code == 0, r.output
+    assert '"ingested": 24' in r.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "site_id,meter_id,timestamp_utc,value\nsite-c,main-incomer,2025-12-02T00:00:00Z,x\n"
+    )
+    r = runner.invoke(main, ["ingest", "csv", str(bad), "--org", "Org C"])
+    assert r.exit_code == 1
+    assert '"line": 2' in r.output and "INVALID_VALUE" in r.output
+    summary = client.get("/api/v1/timeseries/export?site_id=site-c", headers=headers)
+    assert len(summary.text.strip().splitlines()) == 25

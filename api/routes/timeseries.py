@@ -58,7 +58,7 @@ class TimeseriesController(Controller):
     async def ingest_batch(
         self,
         request: Request,
-        db_session: NamedDependency[Session],
+        state: State,
         settings: NamedDependency[Settings],
         mode: FromQuery[IngestMode] = IngestMode.insert,
     ) -> dict:
@@ -74,9 +74,10 @@ class TimeseriesController(Controller):
         has `revised`). Response: `{"ingested", "skipped_duplicate", "failed", "errors": [{"index",
         "code", "field", "message"}]}`.
         """
+        # The body is read before the transaction opens, so a slow client holds no lock.
         records = _records_from_body(await request.body(), settings.max_batch_records)
         result = await to_thread.run_sync(
-            partial(ingest_records, db_session, principal=request.user, records=records, mode=mode)
+            partial(_ingest_batch, state.engine, request.user, records, mode)
         )
         return result.to_response(mode)
 
@@ -252,6 +253,11 @@ async def _spool_upload(request: Request, limit: int) -> tempfile.SpooledTempora
     except BaseException:
         spool.close()
         raise
+
+
+def _ingest_batch(engine, principal, records, mode):
+    with session_scope(engine) as session:
+        return ingest_records(session, principal=principal, records=records, mode=mode)
 
 
 def _ingest_spooled(engine, principal, spool, mode, site_id):
