@@ -23,13 +23,15 @@ from enum import StrEnum
 from typing import IO, Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from core.accounts import Principal
 from core.db import begin_write, session_scope, utcnow
-from core.errors import InvalidInput
+from core.errors import InvalidInput, Unavailable
 from core.models import (
+    SLUG_RE,
     IngestBatch,
     Meter,
     MeterKind,
@@ -45,7 +47,7 @@ MAX_KEY_LENGTH = 200
 CSV_COLUMNS = ("site_id", "meter_id", "timestamp_utc", "value", "unit")
 CSV_CHUNK_ROWS = 5000
 _LOOKUP_CHUNK = 400  # keeps IN lists well under every driver's bound-parameter limit
-_TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+_TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$", re.ASCII)
 
 
 class TimeseriesIngestErrorCode(StrEnum):
@@ -188,7 +190,10 @@ def parse_value(raw: Any, *, from_text: bool = False) -> tuple[float | None, str
             return None, f"value {raw!r} is not a number; expected kWh such as 152.3"
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None, f"value {raw!r} is not a number; expected kWh such as 152.3"
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer too large for a float
+        return None, "value is too large to be an hourly kWh reading"
     if not math.isfinite(value):
         return None, "value must be a finite number of kWh (not NaN or infinity)"
     if value < 0:
@@ -212,8 +217,8 @@ class _Batch:
     def fail(self, index: int, code: Code, fld: str | None, message: str, where: str = "?") -> None:
         line = self.lines[index] if self.lines is not None else None
         self.result.failed += 1
-        if len(self.result.errors) < MAX_ERRORS_REPORTED:
-            self.result.errors.append(IngestError(index, code, fld, message, line))
+        # All kept for now: the response lists the first MAX_ERRORS_REPORTED by index.
+        self.result.errors.append(IngestError(index, code, fld, message, line))
         self.by_code[str(code)] += 1
         self.by_meter[where][str(code)] += 1
 
@@ -366,16 +371,17 @@ def _resolve_meters(
             continue
         pk = meters.get((r.site_id, r.meter_id))
         if pk is None and site.auto_register_meters:
-            meter = Meter(
-                org_id=principal.org_id,
-                site_pk=site.id,
-                meter_id=r.meter_id,
-                name=r.meter_id,
-                kind=MeterKind.sub_meter,
-            )
-            session.add(meter)
-            session.flush()
-            pk = meters[(r.site_id, r.meter_id)] = meter.id
+            if not SLUG_RE.match(r.meter_id):
+                batch.fail(
+                    r.index,
+                    Code.INVALID_FIELD,
+                    "meter_id",
+                    f"meter_id {r.meter_id[:80]!r} cannot be registered: use 1-64 "
+                    "lowercase letters, digits or '-' (e.g. 'chiller-01')",
+                    where,
+                )
+                continue
+            pk = meters[(r.site_id, r.meter_id)] = _register_meter(session, site, r.meter_id)
             registered[r.site_id].append(r.meter_id)
         if pk is None:
             known = sorted(registered.get(r.site_id, []))
@@ -392,6 +398,29 @@ def _resolve_meters(
         r.meter_pk = pk
         resolved.append(r)
     return resolved
+
+
+def _register_meter(session: Session, site: Site, meter_id: str) -> int:
+    """Add a meter first seen in the data; a concurrent batch registering it too is fine."""
+    stmt = (
+        postgresql.insert(Meter)
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert(Meter)
+    )
+    session.execute(
+        stmt.values(
+            org_id=site.org_id,
+            site_pk=site.id,
+            meter_id=meter_id,
+            name=meter_id,
+            kind=MeterKind.sub_meter,
+            cadence_minutes=60,
+            created_at=utcnow(),
+        ).on_conflict_do_nothing()
+    )
+    return session.execute(
+        select(Meter.id).where(Meter.site_pk == site.id, Meter.meter_id == meter_id)
+    ).scalar_one()
 
 
 def _dedupe(records: list[_Record], batch: _Batch) -> list[_Record]:
@@ -443,83 +472,113 @@ class _Stored:
     ingested_at: datetime
 
 
-def _stored(session: Session, org_id: int | None, records: list[_Record]) -> tuple[dict, dict]:
-    """Rows already holding these hours, and (given the org) rows already holding these keys."""
-    cols = (
-        Reading.id,
-        Reading.meter_pk,
-        Reading.ts,
-        Reading.value,
-        Reading.idempotency_key,
-        Reading.batch_id,
-        Reading.ingested_at,
-    )
+_STORED_COLUMNS = (
+    Reading.id,
+    Reading.meter_pk,
+    Reading.ts,
+    Reading.value,
+    Reading.idempotency_key,
+    Reading.batch_id,
+    Reading.ingested_at,
+)
+
+
+def _rows_at_hours(session: Session, records: list[_Record]) -> dict[tuple[int, datetime], _Stored]:
+    """The stored rows for these records' (meter, hour)."""
     by_hour: dict[tuple[int, datetime], _Stored] = {}
-    by_key: dict[str, _Stored] = {}
     hours_by_meter: dict[int, list[datetime]] = defaultdict(list)
     for r in records:
         hours_by_meter[r.meter_pk].append(r.ts)
     # One meter at a time, so each lookup is a run of seeks on the (meter_pk, ts) index.
     for meter_pk, hours in hours_by_meter.items():
         for chunk in _chunks(hours, _LOOKUP_CHUNK):
-            for row in session.execute(
-                select(*cols).where(Reading.meter_pk == meter_pk, Reading.ts.in_(chunk))
-            ):
+            stmt = select(*_STORED_COLUMNS).where(
+                Reading.meter_pk == meter_pk, Reading.ts.in_(chunk)
+            )
+            for row in session.execute(stmt):
                 s = _Stored(*row)
                 by_hour[(s.meter_pk, s.ts)] = s
-    if org_id is None:
-        return by_hour, by_key
-    for chunk in _chunks(records, _LOOKUP_CHUNK):
-        keys = [r.key for r in chunk]
-        for row in session.execute(
-            select(*cols).where(Reading.org_id == org_id, Reading.idempotency_key.in_(keys))
-        ):
+    return by_hour
+
+
+def _rows_with_keys(session: Session, org_id: int, keys: list[str]) -> dict[str, _Stored]:
+    by_key: dict[str, _Stored] = {}
+    for chunk in _chunks(keys, _LOOKUP_CHUNK):
+        stmt = select(*_STORED_COLUMNS).where(
+            Reading.org_id == org_id, Reading.idempotency_key.in_(chunk)
+        )
+        for row in session.execute(stmt):
             s = _Stored(*row)
             by_key[s.key] = s
-    return by_hour, by_key
+    return by_key
 
 
-def _classify(r: _Record, by_hour: dict, by_key: dict, mode: IngestMode, batch: _Batch) -> str:
-    """'insert', 'revise', 'skip' or 'fail' for one record against what is stored."""
+def _classify(
+    r: _Record,
+    at_hour: _Stored | None,
+    with_key: _Stored | None,
+    *,
+    mode: IngestMode,
+    batch_id: int,
+    batch: _Batch,
+) -> str:
+    """'revise', 'skip', 'fail' or 'lost' for a record the unique constraints turned away."""
     where = f"{r.site_id}/{r.meter_id}"
-    at_hour = by_hour.get((r.meter_pk, r.ts))
-    with_key = by_key.get(r.key)
-    if at_hour is not None:
-        if at_hour.value == r.value:
-            return "skip"
-        if mode == IngestMode.revise and (with_key is None or with_key.id == at_hour.id):
-            return "revise"
-        if at_hour.key == r.key:
+    if at_hour is not None and at_hour.batch_id == batch_id:
+        # Written by an earlier chunk of this same upload: a duplicate row in the file.
+        batch.fail(
+            r.index,
+            Code.DUPLICATE_IN_BATCH,
+            "timestamp_utc",
+            f"{where} {canonical_timestamp(r.ts)} appears earlier in this upload",
+            where,
+        )
+        return "fail"
+    if with_key is not None and (at_hour is None or with_key.id != at_hour.id):
+        if with_key.batch_id == batch_id:
             batch.fail(
                 r.index,
-                Code.IDEMPOTENCY_CONFLICT,
+                Code.DUPLICATE_IN_BATCH,
                 "idempotency_key",
-                f"idempotency_key {r.key!r} was stored with value {at_hour.value}; "
-                f"this record says {r.value}. Send corrections with mode=revise",
+                f"idempotency_key {r.key!r} appears earlier in this upload",
                 where,
             )
         else:
             batch.fail(
                 r.index,
-                Code.VALUE_CONFLICT,
-                "value",
-                f"{where} {canonical_timestamp(r.ts)} is stored with value "
-                f"{at_hour.value} (another key); this record says {r.value}. "
-                "Send corrections with mode=revise",
+                Code.IDEMPOTENCY_CONFLICT,
+                "idempotency_key",
+                f"idempotency_key {r.key!r} is already used by another meter or hour; "
+                "keys must be unique per site, meter and hour",
                 where,
             )
         return "fail"
-    if with_key is not None:
+    if at_hour is None:
+        return "lost"
+    if at_hour.value == r.value:
+        return "skip"
+    if mode == IngestMode.revise:
+        return "revise"
+    if at_hour.key == r.key:
         batch.fail(
             r.index,
             Code.IDEMPOTENCY_CONFLICT,
             "idempotency_key",
-            f"idempotency_key {r.key!r} is already used by another meter or hour; "
-            "keys must be unique per site, meter and hour",
+            f"idempotency_key {r.key!r} was stored with value {at_hour.value}; "
+            f"this record says {r.value}. Send corrections with mode=revise",
             where,
         )
-        return "fail"
-    return "insert"
+    else:
+        batch.fail(
+            r.index,
+            Code.VALUE_CONFLICT,
+            "value",
+            f"{where} {canonical_timestamp(r.ts)} is stored with value "
+            f"{at_hour.value} (another key); this record says {r.value}. "
+            "Send corrections with mode=revise",
+            where,
+        )
+    return "fail"
 
 
 _INSERT_COLUMNS = "org_id, meter_pk, ts, value, idempotency_key, source, ingested_at, batch_id"
@@ -557,8 +616,10 @@ def _insert(
     dialect = conn.dialect.name
     stamp = sqlite_timestamp if dialect == "sqlite" else (lambda ts: ts)
     at = stamp(now)
+    # Sorted, so concurrent writers lock rows in the same order and cannot deadlock.
     rows = [
-        (org_id, r.meter_pk, stamp(r.ts), r.value, r.key, source, at, batch_id) for r in records
+        (org_id, r.meter_pk, stamp(r.ts), r.value, r.key, source, at, batch_id)
+        for r in sorted(records, key=lambda r: (r.meter_pk, r.ts))
     ]
     written = 0
     for chunk in _chunks(rows, 1000):
@@ -570,7 +631,7 @@ def _refused(
     session: Session, records: list[_Record], *, batch_id: int, now: datetime
 ) -> list[_Record]:
     """The records this call did not write: their hour holds a row from another call."""
-    by_hour, _ = _stored(session, None, records)
+    by_hour = _rows_at_hours(session, records)
     return [
         r
         for r in records
@@ -668,15 +729,32 @@ def ingest_records(
     )
     refused = [] if written == len(valid) else _refused(session, valid, batch_id=audit.id, now=now)
     batch.result.ingested = len(valid) - len(refused)
-    by_hour, by_key = _stored(session, principal.org_id, refused)
+    by_hour = _rows_at_hours(session, refused)
+    # Keys need a look only where the hour's row does not already carry the record's key.
+    keys = [
+        r.key for r in refused if (s := by_hour.get((r.meter_pk, r.ts))) is None or s.key != r.key
+    ]
+    by_key = _rows_with_keys(session, principal.org_id, keys) if keys else {}
     revisions = []
     for r in refused:
-        outcome = _classify(r, by_hour, by_key, mode, batch)
+        outcome = _classify(
+            r,
+            by_hour.get((r.meter_pk, r.ts)),
+            by_key.get(r.key),
+            mode=mode,
+            batch_id=audit.id,
+            batch=batch,
+        )
         if outcome == "revise":
             revisions.append(r)
-        elif outcome != "fail":
-            # "insert" here means the row that blocked it is gone again: nothing to add.
+        elif outcome == "skip":
             batch.result.skipped_duplicate += 1
+        elif outcome == "lost":
+            # Refused, yet nothing blocks it now: a concurrent change we cannot account for.
+            # Undo the whole batch and let the relay retry it (retries are always safe).
+            raise Unavailable(
+                "the data changed concurrently; retry this batch", code="concurrent_change"
+            )
     _revise(
         session,
         revisions,
@@ -688,6 +766,7 @@ def ingest_records(
     )
     batch.result.revised = len(revisions)
     batch.result.errors.sort(key=lambda e: e.index)
+    del batch.result.errors[MAX_ERRORS_REPORTED:]
     _record_audit(audit, batch, total=len(records))
     session.add(audit)
     session.flush()
@@ -744,13 +823,14 @@ def iter_csv_chunks(
     records: list[dict] = []
     lines: list[int] = []
     while True:
+        first_line = reader.line_num + 1  # a quoted field may span lines: report where it starts
         try:
             row = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
             records.append({"_csv_error": str(exc)})
-            lines.append(reader.line_num)
+            lines.append(first_line)
             continue
         if not row or all(not cell.strip() for cell in row):
             continue  # blank lines are not records
@@ -758,7 +838,7 @@ def iter_csv_chunks(
         if default_site and not rec.get("site_id"):
             rec["site_id"] = default_site
         records.append(rec)
-        lines.append(reader.line_num)
+        lines.append(first_line)
         if len(records) >= chunk_rows:
             yield records, lines
             records, lines = [], []

@@ -94,18 +94,23 @@ def _iso_any(value) -> str | None:
 
 
 def hourly_values(session: Session, *, meter_pk: int, start: datetime, end: datetime) -> pd.Series:
-    """kWh per hour-beginning UTC timestamp in [start, end); missing hours are NaN."""
-    index = pd.date_range(start, end, freq="h", inclusive="left", tz="UTC", name="ts")
+    """kWh per hour-beginning UTC timestamp in [start, end); missing hours are NaN.
+
+    `start` is rounded up and `end` down to whole UTC hours.
+    """
+    start_h = pd.Timestamp(start).tz_convert("UTC").ceil("h")
+    end_h = pd.Timestamp(end).tz_convert("UTC").ceil("h")
+    index = pd.date_range(start_h, end_h, freq="h", inclusive="left", name="ts")
     rows = session.execute(
         select(Reading.ts, Reading.value).where(
-            Reading.meter_pk == meter_pk, Reading.ts >= start, Reading.ts < end
+            Reading.meter_pk == meter_pk,
+            Reading.ts >= start_h.to_pydatetime(),
+            Reading.ts < end_h.to_pydatetime(),
         )
     ).all()
     stored = pd.Series(
         [v for _, v in rows],
-        index=pd.DatetimeIndex([t for t, _ in rows], tz="UTC")
-        if rows
-        else pd.DatetimeIndex([], tz="UTC"),
+        index=pd.DatetimeIndex([t for t, _ in rows], tz="UTC"),
         dtype="float64",
     )
     return stored.reindex(index)
@@ -121,17 +126,34 @@ def _check_range(start: datetime, end: datetime, resolution: Resolution) -> None
         raise InvalidInput(f"a {resolution} series spans at most {limit} days; narrow the range")
 
 
-def _local_bounds(start: datetime, end: datetime, tz: ZoneInfo, resolution: Resolution):
-    """Widen [start, end) to whole local days or ISO weeks (Monday 00:00) of the site."""
-    s = pd.Timestamp(start).tz_convert(tz).normalize()
-    e = pd.Timestamp(end).tz_convert(tz)
-    e = e.normalize() if e == e.normalize() else (e.normalize() + pd.Timedelta(days=1))
-    if resolution == Resolution.week:
-        s = s - pd.Timedelta(days=s.weekday())
-        if e.weekday():
-            e = e + pd.Timedelta(days=7 - e.weekday())
-    # normalize() keeps wall time 00:00 across DST changes: these are exact local midnights.
-    return s.tz_convert("UTC").to_pydatetime(), e.tz_convert("UTC").to_pydatetime()
+def _bucket_key(naive_local: pd.Timestamp, resolution: Resolution) -> pd.Timestamp:
+    """The local calendar day (or ISO week's Monday) holding a naive local wall time."""
+    day = naive_local.normalize()
+    return day - pd.Timedelta(days=day.day_of_week) if resolution == Resolution.week else day
+
+
+def _localize(naive_local: pd.Timestamp, tz: ZoneInfo) -> pd.Timestamp:
+    # Where local midnight does not exist (a DST jump at 00:00), the day starts at the jump.
+    return naive_local.tz_localize(tz, nonexistent="shift_forward", ambiguous=True)
+
+
+def _local_bounds(
+    start: datetime, end: datetime, tz: ZoneInfo, resolution: Resolution
+) -> tuple[datetime, datetime]:
+    """Widen [start, end) to whole local days or ISO weeks of the site, as UTC instants.
+
+    Calendar steps are taken on wall time, so a 23- or 25-hour day stays one whole day.
+    """
+    step = pd.Timedelta(days=7 if resolution == Resolution.week else 1)
+    s = _bucket_key(pd.Timestamp(start).tz_convert(tz).tz_localize(None), resolution)
+    e_wall = pd.Timestamp(end).tz_convert(tz).tz_localize(None)
+    e = _bucket_key(e_wall, resolution)
+    if e < e_wall:
+        e += step
+    return (
+        _localize(s, tz).tz_convert("UTC").to_pydatetime(),
+        _localize(e, tz).tz_convert("UTC").to_pydatetime(),
+    )
 
 
 def series(
@@ -163,14 +185,15 @@ def series(
             for ts, v in values.items()
         ]
     else:
-        local = values.tz_convert(tz)
-        key = local.index.normalize()
-        if resolution == Resolution.week:
-            key = key - pd.to_timedelta(key.day_of_week, unit="D")
-        grouped = local.groupby(key)
+        wall = values.index.tz_convert(tz).tz_localize(None)
+        day = wall.normalize()
+        keys = (
+            day - pd.to_timedelta(day.day_of_week, unit="D") if resolution == Resolution.week else day
+        )
         points = []
-        for bucket, chunk in grouped:
+        for key, chunk in values.groupby(keys):
             hours = int(chunk.notna().sum())
+            bucket = _localize(pd.Timestamp(key), tz)
             points.append(
                 {
                     "start_utc": iso_z(bucket.tz_convert("UTC").to_pydatetime()),

@@ -430,3 +430,113 @@ def test_concurrent_transactions_race_on_postgres_and_classify_the_losers(org, e
     t.join(timeout=30)
     assert (r1.ingested, out["r"].ingested, out["r"].skipped_duplicate) == (50, 0, 50)
     assert _stored(engine) == 50
+
+
+def test_mixed_revision_batch_counts_every_record_once(client, org, engine):
+    stored = hourly_records("site-22", "main-incomer", T0, 3)
+    client.post(BATCH, json=stored, headers=org["token"])
+    other_key = dict(
+        hourly_records("site-22", "compressor-bank", T0, 1)[0],
+        idempotency_key=stored[2]["idempotency_key"],
+    )
+    batch = [
+        stored[0],  # same value: duplicate
+        dict(stored[1], value=7.0),  # new value: revised
+        other_key,  # key of another hour: conflict
+        *hourly_records("site-22", "main-incomer", T0 + timedelta(hours=3), 2),  # new
+        _one(value=-1),  # invalid
+    ]
+    body = client.post(f"{BATCH}?mode=revise", json=batch, headers=org["token"]).json()
+    assert (body["ingested"], body["skipped_duplicate"], body["revised"], body["failed"]) == (
+        2,
+        1,
+        1,
+        2,
+    )
+    assert sum(
+        (body["ingested"], body["skipped_duplicate"], body["revised"], body["failed"])
+    ) == len(batch)
+    assert [e["code"] for e in body["errors"]] == ["IDEMPOTENCY_CONFLICT", "INVALID_VALUE"]
+    assert _stored(engine) == 5
+
+
+def test_same_value_under_another_hours_key_is_a_conflict_not_a_duplicate(client, org):
+    a, b = hourly_records("site-22", "main-incomer", T0, 2, value=lambda i: 5.0)
+    client.post(BATCH, json=[a, b], headers=org["token"])
+    stolen = dict(b, idempotency_key=a["idempotency_key"])
+    body = client.post(BATCH, json=[stolen], headers=org["token"]).json()
+    assert body["errors"][0]["code"] == "IDEMPOTENCY_CONFLICT"
+
+
+def test_auto_registration_refuses_ids_that_are_not_slugs(client, org, engine):
+    client.patch(
+        "/api/v1/sites/site-22", json={"auto_register_meters": True}, headers=org["headers"]
+    )
+    body = client.post(
+        BATCH, json=[_one(meter_id="Bad Meter/../" + "x" * 100)], headers=org["token"]
+    ).json()
+    assert body["errors"][0]["code"] == "INVALID_FIELD"
+    assert _stored(engine) == 0
+
+
+def test_huge_integer_and_deep_nesting_are_client_errors(client, org):
+    r = client.post(
+        BATCH,
+        content=b'[{"site_id":"site-22","meter_id":"main-incomer",'
+        b'"timestamp_utc":"2025-12-05T13:00:00Z","value":1' + b"0" * 400 + b"}]",
+        headers={**org["token"], "content-type": "application/json"},
+    )
+    assert r.status_code == 200 and r.json()["errors"][0]["code"] == "INVALID_VALUE"
+    r = client.post(
+        BATCH, content=b"[" * 100_000, headers={**org["token"], "content-type": "application/json"}
+    )
+    assert r.status_code == 400
+
+
+def test_errors_list_is_capped_at_the_lowest_indexes(client, org):
+    recs = [
+        _one(value=-1, timestamp_utc=f"2025-11-{1 + i // 24:02d}T{i % 24:02d}:00:00Z")
+        for i in range(600)
+    ]
+    recs += [
+        _one(site_id="nowhere", timestamp_utc=f"2025-10-{1 + i // 24:02d}T{i % 24:02d}:00:00Z")
+        for i in range(600)
+    ]
+    body = client.post(BATCH, json=recs, headers=org["token"]).json()
+    assert body["failed"] == 1200
+    assert [e["index"] for e in body["errors"]] == list(range(1000))
+
+
+def test_csv_duplicate_rows_in_different_chunks_are_duplicates_in_batch(org, engine):
+    import io
+
+    from core import accounts
+    from core.ingestion import IngestMode, ingest_csv
+
+    principal = accounts.Principal(org_id=org["org_id"], role=Role.admin, kind="user")
+    rows = ["site_id,meter_id,timestamp_utc,value"]
+    rows += [f"site-22,main-incomer,2025-12-01T{h:02d}:00:00Z,{h}" for h in range(6)]
+    rows += ["site-22,main-incomer,2025-12-01T01:00:00Z,99"]  # line 8, a later chunk
+    for mode in (IngestMode.insert, IngestMode.revise):
+        result = ingest_csv(
+            engine,
+            principal=principal,
+            stream=io.StringIO("\n".join(rows)),
+            chunk_rows=3,
+            mode=mode,
+        )
+        if mode == IngestMode.insert:
+            assert result.ingested == 6
+            assert [(e.line, e.code) for e in result.errors] == [(8, "DUPLICATE_IN_BATCH")]
+    with Session(engine) as s:
+        assert s.execute(select(func.count()).select_from(ReadingRevision)).scalar_one() == 1
+
+
+def test_upload_that_is_not_utf8_stores_nothing(client, org, engine):
+    body = (
+        CSV_HEADER + "site-22,main-incomer,2025-12-01T00:00:00Z,1,kWh\n"
+    ).encode() + b"\xff\xfe\n"
+    r = client.post(UPLOAD, content=body, headers={**org["token"], "content-type": "text/csv"})
+    assert r.status_code == 400
+    assert "UTF-8" in r.json()["detail"]
+    assert _stored(engine) == 0

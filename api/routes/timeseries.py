@@ -1,5 +1,6 @@
 """Ingestion (JSON batch, CSV upload) and reading back: summary, series, export, ingest health."""
 
+import codecs
 import io
 import json
 import tempfile
@@ -36,6 +37,8 @@ def _records_from_body(body: bytes, limit: int) -> list[Any]:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="malformed_json") from None
+    except RecursionError:
+        raise InvalidInput("malformed JSON: nested too deeply", code="malformed_json") from None
     records = doc.get("records") if isinstance(doc, dict) else doc
     if not isinstance(records, list):
         raise InvalidInput(
@@ -229,6 +232,8 @@ async def _spool_upload(request: Request, limit: int) -> tempfile.SpooledTempora
     # Closed by the caller once ingested (or below on failure).
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+b")  # noqa: SIM115
     try:
+        # Decoded as it arrives, so a file that is not UTF-8 is refused before any row is stored.
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         if content_type.startswith("multipart/form-data"):
             if declared is None:
                 raise HTTPException(status_code=411, detail="multipart uploads need Content-Length")
@@ -237,6 +242,7 @@ async def _spool_upload(request: Request, limit: int) -> tempfile.SpooledTempora
             if not isinstance(upload, UploadFile):
                 raise InvalidInput("multipart upload needs a file field named 'file'")
             while chunk := await upload.read(1024 * 1024):
+                _check_utf8(utf8, chunk)
                 spool.write(chunk)
             await upload.close()
         else:
@@ -247,12 +253,21 @@ async def _spool_upload(request: Request, limit: int) -> tempfile.SpooledTempora
                     raise HTTPException(
                         status_code=413, detail=f"upload exceeds the limit of {limit} bytes"
                     )
+                _check_utf8(utf8, chunk)
                 spool.write(chunk)
+        _check_utf8(utf8, b"", final=True)
         spool.seek(0)
         return spool
     except BaseException:
         spool.close()
         raise
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = False) -> None:
+    try:
+        decoder.decode(chunk, final)
+    except UnicodeDecodeError:
+        raise InvalidInput("the CSV must be UTF-8 text", code="invalid_csv") from None
 
 
 def _ingest_batch(engine, principal, records, mode):

@@ -238,3 +238,86 @@ def test_export_can_be_limited_to_a_meter_and_range(client, org):
         client.get("/api/v1/timeseries/export?site_id=nope", headers=org["headers"]).status_code
         == 404
     )
+
+
+def _site(client, org, site_id, tz):
+    make_site(client, org["headers"], site_id, meters=("main-incomer",), timezone=tz)
+
+
+def _daily(client, org, site_id, start, end, resolution="day"):
+    r = client.get(
+        SERIES,
+        params={
+            "site_id": site_id,
+            "meter_id": "main-incomer",
+            "start": start,
+            "end": end,
+            "resolution": resolution,
+        },
+        headers=org["headers"],
+    )
+    assert r.status_code == 200, r.text
+    return [
+        (p["start_local"][:10], p["expected_hours"], p["hours"], p["complete"])
+        for p in r.json()["points"]
+    ]
+
+
+def test_dst_days_keep_their_23_or_25_hours_whatever_the_bounds(client, org):
+    _site(client, org, "site-be", "Europe/Berlin")
+    # 2025-03-29 00:00 Berlin (+01:00) = 03-28 23:00Z; through 2025-03-31 00:00 (+02:00).
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-be", "main-incomer", datetime(2025, 3, 28, 23, tzinfo=UTC), 47),
+    )
+    assert _daily(client, org, "site-be", "2025-03-29T10:00:00Z", "2025-03-30T12:00:00Z") == [
+        ("2025-03-29", 24, 24, True),
+        ("2025-03-30", 23, 23, True),
+    ]
+    # Autumn: 2025-10-26 has 25 hours; `end` falls inside that day.
+    _post(
+        client,
+        org["headers"],
+        hourly_records("site-be", "main-incomer", datetime(2025, 10, 25, 22, tzinfo=UTC), 25),
+    )
+    assert _daily(client, org, "site-be", "2025-10-26T03:00:00Z", "2025-10-26T12:00:00Z") == [
+        ("2025-10-26", 25, 25, True)
+    ]
+
+
+def test_week_with_a_dst_change_has_169_hours(client, org):
+    _site(client, org, "site-be", "Europe/Berlin")
+    monday = datetime(2025, 10, 19, 22, tzinfo=UTC)  # Mon 2025-10-20 00:00 +02:00
+    _post(client, org["headers"], hourly_records("site-be", "main-incomer", monday, 169))
+    assert _daily(
+        client, org, "site-be", "2025-10-22T00:00:00Z", "2025-10-23T00:00:00Z", "week"
+    ) == [("2025-10-20", 169, 169, True)]
+
+
+def test_day_starting_at_a_missing_local_midnight_is_not_an_error(client, org):
+    # Chile springs forward at 00:00 on 2025-09-07: that day starts at 01:00 and has 23 hours.
+    _site(client, org, "site-cl", "America/Santiago")
+    assert _daily(client, org, "site-cl", "2025-09-07T12:00:00Z", "2025-09-07T13:00:00Z") == [
+        ("2025-09-07", 23, 0, False)
+    ]
+
+
+def test_hourly_series_accepts_offsets_and_unaligned_bounds(client, org):
+    t0 = datetime(2025, 12, 1, tzinfo=UTC)
+    _post(client, org["headers"], hourly_records("site-r", "main-incomer", t0, 4))
+    r = client.get(
+        SERIES,
+        params={
+            "site_id": "site-r",
+            "meter_id": "main-incomer",
+            "start": "2025-12-01T01:30:00+01:00",
+            "end": "2025-12-01T03:00:00Z",
+        },
+        headers=org["headers"],
+    )
+    assert r.status_code == 200
+    assert [(p["timestamp_utc"][11:13], p["kwh"]) for p in r.json()["points"]] == [
+        ("01", 101.0),
+        ("02", 102.0),
+    ]
