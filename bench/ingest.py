@@ -252,11 +252,19 @@ def raw_insert(
         started = time.perf_counter()
         for chunk in rows:
             cur = raw.cursor()
+            _begin(cur, dialect)
             cur.executemany(stmt, chunk)
             raw.commit()
         return time.perf_counter() - started
     finally:
         raw.close()
+
+
+def _begin(cursor, dialect: str) -> None:
+    # CEI's engine runs pysqlite without implicit transactions (it issues BEGIN itself), so a
+    # raw cursor must open one too, or every row would commit on its own.
+    if dialect == "sqlite":
+        cursor.execute("BEGIN")
 
 
 def _db_ts(value, dialect: str):
@@ -385,7 +393,9 @@ def phase_health(args, workdir: Path) -> None:
                             _db_ts(ts + timedelta(minutes=5), dialect),
                         )
                     )
-                raw.cursor().executemany(stmt, rows)
+                cur = raw.cursor()
+                _begin(cur, dialect)
+                cur.executemany(stmt, rows)
                 raw.commit()
         finally:
             raw.close()

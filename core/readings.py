@@ -188,7 +188,9 @@ def series(
         wall = values.index.tz_convert(tz).tz_localize(None)
         day = wall.normalize()
         keys = (
-            day - pd.to_timedelta(day.day_of_week, unit="D") if resolution == Resolution.week else day
+            day - pd.to_timedelta(day.day_of_week, unit="D")
+            if resolution == Resolution.week
+            else day
         )
         points = []
         for key, chunk in values.groupby(keys):
