@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -137,7 +137,9 @@ class _Record:
     ts: datetime
     value: float
     key: str
+    ts_text: str  # canonical 2025-12-05T13:00:00Z
     meter_pk: int = 0
+    db_ts: Any = None  # the hour as the database holds it (SQLite text, PostgreSQL datetime)
 
 
 def canonical_timestamp(ts: datetime) -> str:
@@ -179,11 +181,6 @@ def parse_timestamp(text: Any) -> tuple[datetime | None, Code | None, str]:
             f"({ts.strftime('%Y-%m-%dT%H')}:00:00Z): values are hourly kWh, hour-beginning",
         )
     return ts, None, ""
-
-
-def _is_canonical(text: str) -> bool:
-    # 2025-12-05T13:00:00Z exactly: the text can serve as the key's timestamp as it is.
-    return len(text) == 20
 
 
 def parse_value(raw: Any, *, from_text: bool = False) -> tuple[float | None, str]:
@@ -231,13 +228,14 @@ class _Batch:
 def _validate(
     records: list[Any], batch: _Batch, *, now: datetime, from_text: bool
 ) -> list[_Record]:
-    """Field-level checks that need no database."""
+    """Field-level checks that need no database (the hot loop of ingestion: kept lean)."""
     valid: list[_Record] = []
     latest_allowed = now + FUTURE_TOLERANCE
     # Many meters share the same hours: parse each distinct timestamp text once per call.
     parsed: dict[Any, tuple[datetime | None, Code | None, str]] = {}
+    lines = batch.lines
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
+        if type(rec) is not dict:
             what = (
                 "this CSV row could not be read"
                 if from_text
@@ -245,41 +243,43 @@ def _validate(
             )
             batch.fail(i, Code.INVALID_RECORD, None, what)
             continue
-        site_id, meter_id = rec.get("site_id"), rec.get("meter_id")
-        where = (
-            f"{site_id}/{meter_id}"
-            if isinstance(site_id, str) and isinstance(meter_id, str)
-            else "?"
-        )
-        missing = [
-            f
-            for f in ("site_id", "meter_id", "timestamp_utc", "value")
-            if rec.get(f) is None or rec.get(f) == ""
-        ]
-        if missing:
+        site_id = rec.get("site_id")
+        meter_id = rec.get("meter_id")
+        raw_ts = rec.get("timestamp_utc")
+        raw_value = rec.get("value")
+        if not (site_id and meter_id and raw_ts) or raw_value is None or raw_value == "":
+            missing = next(
+                f
+                for f, v in (
+                    ("site_id", site_id),
+                    ("meter_id", meter_id),
+                    ("timestamp_utc", raw_ts),
+                    ("value", raw_value),
+                )
+                if v is None or v == "" or (f != "value" and not v)
+            )
             batch.fail(
                 i,
                 Code.MISSING_FIELD,
-                missing[0],
-                f"{missing[0]} is required (record needs site_id, meter_id, "
+                missing,
+                f"{missing} is required (record needs site_id, meter_id, "
                 "timestamp_utc, value; unit and idempotency_key are optional)",
-                where,
+                _where(site_id, meter_id),
             )
             continue
-        if not isinstance(site_id, str) or not isinstance(meter_id, str):
-            fld = "site_id" if not isinstance(site_id, str) else "meter_id"
+        if type(site_id) is not str or type(meter_id) is not str:
+            fld = "site_id" if type(site_id) is not str else "meter_id"
             batch.fail(i, Code.INVALID_FIELD, fld, f"{fld} must be a string such as 'site-22'")
             continue
         site_id, meter_id = site_id.strip(), meter_id.strip()
-        raw_ts = rec["timestamp_utc"]
-        hit = parsed.get(raw_ts) if isinstance(raw_ts, str) else None
+        hit = parsed.get(raw_ts) if type(raw_ts) is str else None
         if hit is None:
             hit = parse_timestamp(raw_ts)
-            if isinstance(raw_ts, str):
+            if type(raw_ts) is str:
                 parsed[raw_ts] = hit
         ts, code, message = hit
         if ts is None:
-            batch.fail(i, code, "timestamp_utc", message, where)
+            batch.fail(i, code, "timestamp_utc", message, _where(site_id, meter_id))
             continue
         if ts > latest_allowed:
             batch.fail(
@@ -288,38 +288,49 @@ def _validate(
                 "timestamp_utc",
                 f"timestamp_utc {canonical_timestamp(ts)} is in the future "
                 f"(it is now {canonical_timestamp(now)})",
-                where,
+                _where(site_id, meter_id),
             )
             continue
-        value, message = parse_value(rec["value"], from_text=from_text)
-        if value is None:
-            batch.fail(i, Code.INVALID_VALUE, "value", message, where)
-            continue
-        if not _is_kwh(rec.get("unit")):
+        if type(raw_value) is float and 0.0 <= raw_value < math.inf:
+            value = raw_value  # the common case, checked inline
+        else:
+            value, message = parse_value(raw_value, from_text=from_text)
+            if value is None:
+                batch.fail(i, Code.INVALID_VALUE, "value", message, _where(site_id, meter_id))
+                continue
+        unit = rec.get("unit")
+        if unit is not None and unit != "kWh" and not _is_kwh(unit):
             batch.fail(
                 i,
                 Code.INVALID_UNIT,
                 "unit",
-                f"unit {rec.get('unit')!r} is not accepted: send kWh (or omit unit)",
-                where,
+                f"unit {unit!r} is not accepted: send kWh (or omit unit)",
+                _where(site_id, meter_id),
             )
             continue
+        stamp = raw_ts if len(raw_ts) == 20 else canonical_timestamp(ts)
         key = rec.get("idempotency_key")
         if key is None or key == "":
-            stamp = raw_ts if _is_canonical(raw_ts) else canonical_timestamp(ts)
             key = f"{site_id}-{meter_id}-{stamp}"  # = default_idempotency_key, without strftime
-        elif not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
+        elif type(key) is not str or len(key) > MAX_KEY_LENGTH:
             batch.fail(
                 i,
                 Code.INVALID_FIELD,
                 "idempotency_key",
                 f"idempotency_key must be a string of at most {MAX_KEY_LENGTH} characters",
-                where,
+                _where(site_id, meter_id),
             )
             continue
-        line = batch.lines[i] if batch.lines is not None else None
-        valid.append(_Record(i, line, site_id, meter_id, ts, value, key))
+        line = lines[i] if lines is not None else None
+        valid.append(_Record(i, line, site_id, meter_id, ts, value, key, stamp))
     return valid
+
+
+def _where(site_id: Any, meter_id: Any) -> str:
+    """The 'site_id/meter_id' an error is counted under in the audit row."""
+    if isinstance(site_id, str) and isinstance(meter_id, str):
+        return f"{site_id.strip()}/{meter_id.strip()}"
+    return "?"
 
 
 def _resolve_meters(
@@ -489,18 +500,33 @@ _STORED_COLUMNS = (
 )
 
 
-def _rows_at_hours(session: Session, records: list[_Record]) -> dict[tuple[int, datetime], _Stored]:
+def _stored_columns(dialect: str) -> tuple:
+    if dialect != "sqlite":
+        return _STORED_COLUMNS
+    # On SQLite, read the timestamps as the stored text: no parsing, and directly comparable.
+    return tuple(
+        type_coerce(c, String) if c in (Reading.ts, Reading.ingested_at) else c
+        for c in _STORED_COLUMNS
+    )
+
+
+def _db_now(now: datetime, dialect: str):
+    return sqlite_timestamp(now) if dialect == "sqlite" else now
+
+
+def _rows_at_hours(session: Session, records: list[_Record]) -> dict[tuple[int, Any], _Stored]:
     """The stored rows for these records' (meter, hour)."""
     by_hour: dict[tuple[int, datetime], _Stored] = {}
     hours_by_meter: dict[int, list[datetime]] = defaultdict(list)
     for r in records:
-        hours_by_meter[r.meter_pk].append(r.ts)
+        hours_by_meter[r.meter_pk].append(r.db_ts)
+    dialect = session.get_bind().dialect.name
+    cols = _stored_columns(dialect)
+    ts_col = type_coerce(Reading.ts, String) if dialect == "sqlite" else Reading.ts
     # One meter at a time, so each lookup is a run of seeks on the (meter_pk, ts) index.
     for meter_pk, hours in hours_by_meter.items():
         for chunk in _chunks(hours, _LOOKUP_CHUNK):
-            stmt = select(*_STORED_COLUMNS).where(
-                Reading.meter_pk == meter_pk, Reading.ts.in_(chunk)
-            )
+            stmt = select(*cols).where(Reading.meter_pk == meter_pk, ts_col.in_(chunk))
             for row in session.execute(stmt):
                 s = _Stored(*row)
                 by_hour[(s.meter_pk, s.ts)] = s
@@ -510,7 +536,7 @@ def _rows_at_hours(session: Session, records: list[_Record]) -> dict[tuple[int, 
 def _rows_with_keys(session: Session, org_id: int, keys: list[str]) -> dict[str, _Stored]:
     by_key: dict[str, _Stored] = {}
     for chunk in _chunks(keys, _LOOKUP_CHUNK):
-        stmt = select(*_STORED_COLUMNS).where(
+        stmt = select(*_stored_columns(session.get_bind().dialect.name)).where(
             Reading.org_id == org_id, Reading.idempotency_key.in_(chunk)
         )
         for row in session.execute(stmt):
@@ -643,13 +669,28 @@ def _insert(
         return 0
     conn = session.connection()
     dialect = conn.dialect.name
-    stamp = sqlite_timestamp if dialect == "sqlite" else (lambda ts: ts)
-    at = stamp(now)
     # Sorted, so concurrent writers lock rows in the same order and cannot deadlock.
-    rows = [
-        (org_id, r.meter_pk, stamp(r.ts), r.value, r.key, source, at, batch_id)
-        for r in sorted(records, key=lambda r: (r.meter_pk, r.ts))
-    ]
+    ordered = sorted(records, key=lambda r: (r.meter_pk, r.ts))
+    if dialect == "sqlite":
+        # UTCDateTime's SQLite text, built from the canonical text without a strftime per row.
+        at = sqlite_timestamp(now)
+        rows = [
+            (
+                org_id,
+                r.meter_pk,
+                r.db_ts,
+                r.value,
+                r.key,
+                source,
+                at,
+                batch_id,
+            )
+            for r in ordered
+        ]
+    else:
+        rows = [
+            (org_id, r.meter_pk, r.db_ts, r.value, r.key, source, now, batch_id) for r in ordered
+        ]
     if dialect == "postgresql":
         return _pg_copy_insert(conn, rows)
     written = 0
@@ -660,16 +701,19 @@ def _insert(
 
 def _refused(
     session: Session, records: list[_Record], *, batch_id: int, now: datetime
-) -> list[_Record]:
-    """The records this call did not write: their hour holds a row from another call."""
+) -> tuple[list[_Record], dict]:
+    """The records this call did not write (their hour holds a row from another call), and
+    the stored rows at the records' hours."""
     by_hour = _rows_at_hours(session, records)
-    return [
+    stamp = _db_now(now, session.get_bind().dialect.name)
+    refused = [
         r
         for r in records
-        if (s := by_hour.get((r.meter_pk, r.ts))) is None
+        if (s := by_hour.get((r.meter_pk, r.db_ts))) is None
         or s.batch_id != batch_id
-        or s.ingested_at != now
+        or s.ingested_at != stamp
     ]
+    return refused, by_hour
 
 
 def _revise(
@@ -684,7 +728,7 @@ def _revise(
 ) -> None:
     revisions = []
     for r in records:
-        old = by_hour[(r.meter_pk, r.ts)]
+        old = by_hour[(r.meter_pk, r.db_ts)]
         session.execute(
             update(Reading)
             .where(Reading.id == old.id)
@@ -751,6 +795,12 @@ def ingest_records(
     batch = _Batch(lines)
     valid = _validate(records, batch, now=now, from_text=from_text)
     valid = _dedupe(_resolve_meters(session, valid, batch, principal), batch)
+    if session.get_bind().dialect.name == "sqlite":
+        for r in valid:  # UTCDateTime's SQLite text, without a strftime per row
+            r.db_ts = f"{r.ts_text[:10]} {r.ts_text[11:19]}.000000"
+    else:
+        for r in valid:
+            r.db_ts = r.ts
     audit = batch_row or new_batch(session, principal=principal, source=source, mode=mode)
     # Insert first: new hours (the common case) need no lookup at all. Only the records the
     # unique constraints turned away are compared with what is stored (a retry, a conflict, a
@@ -758,19 +808,22 @@ def ingest_records(
     written = _insert(
         session, valid, org_id=principal.org_id, source=str(source), now=now, batch_id=audit.id
     )
-    refused = [] if written == len(valid) else _refused(session, valid, batch_id=audit.id, now=now)
+    refused, by_hour = (
+        ([], {}) if written == len(valid) else _refused(session, valid, batch_id=audit.id, now=now)
+    )
     batch.result.ingested = len(valid) - len(refused)
-    by_hour = _rows_at_hours(session, refused)
     # Keys need a look only where the hour's row does not already carry the record's key.
     keys = [
-        r.key for r in refused if (s := by_hour.get((r.meter_pk, r.ts))) is None or s.key != r.key
+        r.key
+        for r in refused
+        if (s := by_hour.get((r.meter_pk, r.db_ts))) is None or s.key != r.key
     ]
     by_key = _rows_with_keys(session, principal.org_id, keys) if keys else {}
     revisions = []
     for r in refused:
         outcome = _classify(
             r,
-            by_hour.get((r.meter_pk, r.ts)),
+            by_hour.get((r.meter_pk, r.db_ts)),
             by_key.get(r.key),
             mode=mode,
             batch_id=audit.id,
