@@ -540,3 +540,12 @@ def test_upload_that_is_not_utf8_stores_nothing(client, org, engine):
     assert r.status_code == 400
     assert "UTF-8" in r.json()["detail"]
     assert _stored(engine) == 0
+
+
+def test_keys_with_tabs_backslashes_and_newlines_are_stored_verbatim(client, org, engine):
+    odd = "relay\t7\\batch\nline\r" + "é"
+    client.post(BATCH, json=[_one(idempotency_key=odd)], headers=org["token"])
+    with Session(engine) as s:
+        assert s.execute(select(Reading.idempotency_key)).scalar_one() == odd
+    again = client.post(BATCH, json=[_one(idempotency_key=odd)], headers=org["token"]).json()
+    assert again["skipped_duplicate"] == 1
