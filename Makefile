@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test lint clean
 
 run: $(STAMP)
+	$(BIN)/cei demo
 	$(BIN)/cei up
 
 test: $(STAMP)

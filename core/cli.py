@@ -1,6 +1,7 @@
 """The `cei` command: run the API and app, migrate the database, create users and tokens."""
 
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -271,3 +272,31 @@ def ingest_csv_file(path: Path, org_ref: str, site_id: str | None, revise: bool)
     click.echo(json.dumps(result.to_response(mode), indent=2))
     if result.failed:
         raise SystemExit(1)
+
+
+@main.command()
+@click.option("--reset", is_flag=True, help="Delete the demo organisation and build it again.")
+@click.option("--days", type=int, default=90, show_default=True, help="Days of history.")
+def demo(reset: bool, days: int) -> None:
+    """Create the demo factory (two sites, 90 days of hourly data) and print its login."""
+    from core import demo as demo_data
+    from core.db import get_engine
+
+    migrate()
+    with click.progressbar(
+        length=demo_data.demo_record_count(days), label="Loading demo data", file=sys.stderr
+    ) as bar:
+        out = demo_data.load_demo(
+            get_engine(), settings=get_settings(), reset=reset, days=days, progress=bar.update
+        )
+    login_file = get_settings().data_dir / "demo_login.txt"
+    if out["created"]:
+        # Kept next to the embedded database, so `make run` can show it again next time.
+        login_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(login_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{out['email']} {out['password']}\n")
+        click.echo(f"Demo ready: {out['records']:,} readings.")
+    saved = login_file.read_text(encoding="utf-8").split() if login_file.exists() else []
+    password = saved[1] if len(saved) == 2 else "(unknown: cei demo --reset sets a new one)"
+    click.echo(f"Sign in to the demo as {out['email']} with password {password}")

@@ -138,6 +138,7 @@ class _Record:
     value: float
     key: str
     ts_text: str  # canonical 2025-12-05T13:00:00Z
+    unit: str | None = None
     meter_pk: int = 0
     db_ts: Any = None  # the hour as the database holds it (SQLite text, PostgreSQL datetime)
 
@@ -183,8 +184,10 @@ def parse_timestamp(text: Any) -> tuple[datetime | None, Code | None, str]:
     return ts, None, ""
 
 
-def parse_value(raw: Any, *, from_text: bool = False) -> tuple[float | None, str]:
-    """(kWh, message): a finite, non-negative number. CSV cells arrive as text."""
+def parse_value(
+    raw: Any, *, from_text: bool = False, allow_negative: bool = False
+) -> tuple[float | None, str]:
+    """(value, message): a finite number, non-negative unless allowed. CSV cells are text."""
     if from_text and isinstance(raw, str):
         try:
             raw = float(raw.strip())
@@ -198,13 +201,38 @@ def parse_value(raw: Any, *, from_text: bool = False) -> tuple[float | None, str
         return None, "value is too large to be an hourly kWh reading"
     if not math.isfinite(value):
         return None, "value must be a finite number of kWh (not NaN or infinity)"
-    if value < 0:
+    if value < 0 and not allow_negative:
         return None, f"value {value} is negative; hourly energy in kWh is 0 or more"
     return value, ""
 
 
-def _is_kwh(unit: Any) -> bool:
-    return unit is None or unit == "" or (isinstance(unit, str) and unit.strip().lower() == "kwh")
+# What each kind of meter accepts: units (lower case; None = omitted) and whether values may
+# be negative. Energy meters carry kWh; drivers carry outdoor temperature or production.
+UNITS = {
+    MeterKind.main_incomer: ({"kwh"}, False, "kWh"),
+    MeterKind.sub_meter: ({"kwh"}, False, "kWh"),
+    MeterKind.temperature: ({"°c", "degc", "c", "celsius"}, True, "°C"),
+    MeterKind.production: ({"units/h", "units", "unit/h"}, False, "units/h"),
+}
+
+
+def _check_kind(r: "_Record", kind: MeterKind) -> tuple[Code, str, str] | None:
+    """The error for a record whose unit or sign does not fit its meter's kind, if any."""
+    units, negative_ok, shown = UNITS[MeterKind(kind)]
+    if r.unit is not None and r.unit.strip().lower() not in units:
+        return (
+            Code.INVALID_UNIT,
+            "unit",
+            f"unit {r.unit!r} is not accepted for {r.meter_id} ({kind}): send {shown} "
+            "(or omit unit)",
+        )
+    if r.value < 0 and not negative_ok:
+        return (
+            Code.INVALID_VALUE,
+            "value",
+            f"value {r.value} is negative; {shown} for {r.meter_id} is 0 or more",
+        )
+    return None
 
 
 class _Batch:
@@ -291,20 +319,22 @@ def _validate(
                 _where(site_id, meter_id),
             )
             continue
-        if type(raw_value) is float and 0.0 <= raw_value < math.inf:
-            value = raw_value  # the common case, checked inline
+        if type(raw_value) is float and -math.inf < raw_value < math.inf:
+            value = raw_value  # the common case, checked inline; the sign depends on the meter
         else:
-            value, message = parse_value(raw_value, from_text=from_text)
+            value, message = parse_value(raw_value, from_text=from_text, allow_negative=True)
             if value is None:
                 batch.fail(i, Code.INVALID_VALUE, "value", message, _where(site_id, meter_id))
                 continue
         unit = rec.get("unit")
-        if unit is not None and unit != "kWh" and not _is_kwh(unit):
+        if unit == "" or unit == "kWh":
+            unit = None if unit == "" else unit
+        elif unit is not None and type(unit) is not str:
             batch.fail(
                 i,
                 Code.INVALID_UNIT,
                 "unit",
-                f"unit {unit!r} is not accepted: send kWh (or omit unit)",
+                f"unit {unit!r} must be text such as kWh",
                 _where(site_id, meter_id),
             )
             continue
@@ -322,7 +352,7 @@ def _validate(
             )
             continue
         line = lines[i] if lines is not None else None
-        valid.append(_Record(i, line, site_id, meter_id, ts, value, key, stamp))
+        valid.append(_Record(i, line, site_id, meter_id, ts, value, key, stamp, unit))
     return valid
 
 
@@ -344,14 +374,18 @@ def _resolve_meters(
         sites.update({s.site_id: s for s in found})
     own = {sid: s for sid, s in sites.items() if s.org_id == principal.org_id}
     meters: dict[tuple[str, str], int] = {}
+    kinds: dict[int, str] = {}
     registered: dict[str, list[str]] = defaultdict(list)
     if own:
         by_pk = {s.id: s.site_id for s in own.values()}
         rows = session.execute(
-            select(Meter.id, Meter.site_pk, Meter.meter_id).where(Meter.site_pk.in_(list(by_pk)))
+            select(Meter.id, Meter.site_pk, Meter.meter_id, Meter.kind).where(
+                Meter.site_pk.in_(list(by_pk))
+            )
         ).all()
-        for pk, site_pk, meter_id in rows:
+        for pk, site_pk, meter_id, kind in rows:
             meters[(by_pk[site_pk], meter_id)] = pk
+            kinds[pk] = kind
             registered[by_pk[site_pk]].append(meter_id)
     scope = set(principal.site_ids) if principal.site_ids is not None else None
     resolved = []
@@ -411,6 +445,10 @@ def _resolve_meters(
                 f"registered meters: {listed}",
                 where,
             )
+            continue
+        problem = _check_kind(r, kinds.get(pk, MeterKind.sub_meter))
+        if problem is not None:
+            batch.fail(r.index, *problem, where)
             continue
         r.meter_pk = pk
         resolved.append(r)

@@ -40,8 +40,16 @@ class Role(StrEnum):
 
 
 class MeterKind(StrEnum):
+    """Energy meters carry kWh; drivers explain it: outdoor temperature (°C), production."""
+
     main_incomer = "main_incomer"
     sub_meter = "sub_meter"
+    temperature = "temperature"
+    production = "production"
+
+    @property
+    def is_energy(self) -> bool:
+        return self in (MeterKind.main_incomer, MeterKind.sub_meter)
 
 
 def _fk(target: str, *, index: bool = True) -> Column:
@@ -71,6 +79,17 @@ def validate_timezone(value: str) -> str:
     if value not in _iana_zones():
         raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Europe/Rome'")
     return value
+
+
+def validate_country(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    import holidays
+
+    if code not in holidays.list_supported_countries():
+        raise ValueError(f"unknown country {value!r}: use an ISO 3166 code such as IT or DE")
+    return code
 
 
 # --- Organization -------------------------------------------------------------------------
@@ -294,6 +313,8 @@ class Site(SQLModel, table=True):
     name: str = Field(max_length=200)
     timezone: str = Field(max_length=64)
     schedule: dict | None = Field(default=None, sa_type=JSON)
+    # ISO 3166 country code whose public holidays the baselines treat as their own day type.
+    country: str | None = Field(default=None, max_length=2)
     # When on, a reading for an unregistered meter_id registers that meter instead of failing.
     auto_register_meters: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -305,8 +326,11 @@ class SiteCreate(SQLModel):
     site_id: str
     name: str = Field(min_length=1, max_length=200)
     timezone: str
+    country: str | None = None
     schedule: Schedule | None = None
     auto_register_meters: bool = False
+
+    _site_country = field_validator("country")(lambda v: validate_country(v))
 
     _site_id = field_validator("site_id")(lambda v: validate_slug(v, "site_id"))
     _tz = field_validator("timezone")(validate_timezone)
@@ -317,8 +341,11 @@ class SiteUpdate(SQLModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = None
+    country: str | None = None
     schedule: Schedule | None = None
     auto_register_meters: bool | None = None
+
+    _site_country = field_validator("country")(lambda v: validate_country(v))
 
     @field_validator("timezone")
     @classmethod
@@ -330,6 +357,7 @@ class SitePublic(SQLModel):
     site_id: str
     name: str
     timezone: str
+    country: str | None
     schedule: Schedule
     auto_register_meters: bool
     meter_count: int

@@ -35,6 +35,7 @@ def site_public(site: Site, meter_count: int) -> SitePublic:
         site_id=site.site_id,
         name=site.name,
         timezone=site.timezone,
+        country=site.country,
         schedule=Schedule.model_validate(site.schedule) if site.schedule else Schedule(),
         auto_register_meters=site.auto_register_meters,
         meter_count=meter_count,
@@ -87,6 +88,7 @@ def create_site(session: Session, *, org_id: int, data: SiteCreate) -> Site:
         site_id=data.site_id,
         name=data.name,
         timezone=data.timezone,
+        country=data.country,
         schedule=(data.schedule or Schedule()).model_dump(),
         auto_register_meters=data.auto_register_meters,
     )

@@ -549,3 +549,35 @@ def test_keys_with_tabs_backslashes_and_newlines_are_stored_verbatim(client, org
         assert s.execute(select(Reading.idempotency_key)).scalar_one() == odd
     again = client.post(BATCH, json=[_one(idempotency_key=odd)], headers=org["token"]).json()
     assert again["skipped_duplicate"] == 1
+
+
+def test_driver_meters_take_their_own_units_and_signs(client, org, engine):
+    site = "/api/v1/sites/site-22/meters"
+    client.post(
+        site,
+        json={"meter_id": "outdoor-temp", "name": "Outdoor", "kind": "temperature"},
+        headers=org["headers"],
+    )
+    client.post(
+        site,
+        json={"meter_id": "production", "name": "Counter", "kind": "production"},
+        headers=org["headers"],
+    )
+    recs = [
+        _one(meter_id="outdoor-temp", value=-4.5, unit="°C"),
+        _one(meter_id="outdoor-temp", value=12.0, unit=None, timestamp_utc="2025-12-05T14:00:00Z"),
+        _one(meter_id="production", value=120.0, unit="units/h"),
+        _one(meter_id="outdoor-temp", value=3.0, unit="kWh", timestamp_utc="2025-12-05T15:00:00Z"),
+        _one(
+            meter_id="production", value=-1.0, unit="units/h", timestamp_utc="2025-12-05T14:00:00Z"
+        ),
+        _one(value=5.0, unit="°C", timestamp_utc="2025-12-05T16:00:00Z"),
+    ]
+    body = client.post(BATCH, json=recs, headers=org["token"]).json()
+    assert body["ingested"] == 3
+    assert [(e["index"], e["code"]) for e in body["errors"]] == [
+        (3, "INVALID_UNIT"),
+        (4, "INVALID_VALUE"),
+        (5, "INVALID_UNIT"),
+    ]
+    assert "°C" in body["errors"][0]["message"]
