@@ -5,7 +5,8 @@ Model (one per meter), fitted by ordinary least squares:
     kWh_t = Σ_h β_h · 1[how(t) = h]                      168 local hour-of-week terms
           + Σ_h η_h · 1[holiday(t), hour(t) = h]          24 public-holiday hour terms
           + Σ_s Σ_j γ_sj · f_j(T_t) · 1[segment(t) = s]   piecewise-linear temperature,
-                                                         slopes per 6-hour day segment
+                                                         slopes per 6-hour day part on
+                                                         working and on rest days
           + δ · P_t                                      production (units/h), linear
           + ε_t
 
@@ -42,6 +43,7 @@ three whole months): CV(RMSE) ≤ 15 %, |NMBE| ≤ 5 %.
 Units: kWh per hour; the index is hour-beginning UTC; NaN marks a missing hour (never zero).
 """
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
@@ -56,10 +58,12 @@ N_GROUPS = N_WEEK_HOURS + 24  # hour-of-week groups, then holiday hour-of-day gr
 MIN_TRAINING_HOURS = 14 * 24
 DEFAULT_TRAINING_WEEKS = 8
 MAX_TRAINING_WEEKS = 52
+EXTRAPOLATION_MARGIN = 0.0  # of the training range, beyond which drivers are clamped
 OUTLIER_SIGMAS = 3.0
 OUTLIER_RUN_HOURS = 3
 TEMPERATURE_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 SEGMENT_HOURS = 6
+N_SEGMENTS = 2 * 24 // SEGMENT_HOURS  # day parts on working days, then on rest days
 HOURLY_LIMITS = (30.0, 10.0)
 MONTHLY_LIMITS = (15.0, 5.0)
 
@@ -153,8 +157,8 @@ class _Design:
         if self.knots is not None:
             t = np.asarray(temperature, dtype=float)
             basis = [t] + [np.maximum(t - k, 0.0) for k in self.knots]
-            segment = self.local(index).hour.to_numpy() // SEGMENT_HOURS
-            for s in range(24 // SEGMENT_HOURS):
+            segment = _segments(self.groups(index))
+            for s in range(N_SEGMENTS):
                 in_seg = (segment == s).astype(float)
                 parts.extend((b * in_seg)[:, None] for b in basis)
         if self.production:
@@ -181,6 +185,7 @@ class BaselineFit:
     _sigma_by_hour: np.ndarray | None = None
     _q: float = 1.96
     _driver_means: dict = field(default_factory=dict)
+    _driver_range: dict = field(default_factory=dict)
     _fallback: np.ndarray | None = None
 
     def predict(
@@ -229,7 +234,11 @@ class BaselineFit:
         if series is None:
             return fill
         values = series.reindex(index).to_numpy(dtype=float)
-        return np.where(np.isnan(values), fill, values)
+        lo, hi = self._driver_range[name]
+        # The outer slopes carry on a little past what training saw (a colder week than any
+        # in the training weeks), but not indefinitely: there the slope is only a guess.
+        margin = EXTRAPOLATION_MARGIN * (hi - lo)
+        return np.clip(np.where(np.isnan(values), fill, values), lo - margin, hi + margin)
 
 
 def _how(local: pd.DatetimeIndex) -> np.ndarray:
@@ -291,15 +300,19 @@ def fit_baseline(
         mask &= ~np.isnan(temp)
     if prod is not None:
         mask &= ~np.isnan(prod)
+    y = y_all.to_numpy()
+    groups = _Design(tz=tz, country=country, knots=None, production=False).groups(index)
+    # A driver enters the model only when it explains consumption: spurious slopes fitted on
+    # noise would bend the baseline wherever the driver leaves its training range.
+    temp = temp if temp is not None and _driver_helps(groups, temp, mask, y, "t") else None
+    prod = prod if prod is not None and _driver_helps(groups, prod, mask, y, "p") else None
     knots = (
         tuple(float(q) for q in np.quantile(temp[mask], TEMPERATURE_QUANTILES))
         if temp is not None
         else None
     )
     design = _Design(tz=tz, country=country, knots=knots, production=prod is not None)
-    groups = design.groups(index)
     x_all = design.drivers(index, temp, prod)
-    y = y_all.to_numpy()
     keep_rows = mask.copy()
     level, slopes, resid = _ols(groups[keep_rows], x_all, keep_rows, y)
     # One robust pass: leave out sustained deviations from the first fit, then refit.
@@ -330,9 +343,13 @@ def fit_baseline(
     fallback_sum = np.bincount(local_hour, weights=fitted, minlength=24)
     fallback = np.where(counts > 0, fallback_sum / np.maximum(counts, 1), fitted.mean())
     how_fit = _how(design.local(index[keep_rows]))
-    driver_means = {}
+    driver_means, driver_range = {}, {}
     for name, values in (("temperature", temp), ("production", prod)):
         if values is not None:
+            driver_range[name] = (
+                float(np.nanmin(values[keep_rows])),
+                float(np.nanmax(values[keep_rows])),
+            )
             frame = pd.Series(values[keep_rows]).groupby(how_fit).mean()
             driver_means[name] = frame.reindex(range(N_WEEK_HOURS)).fillna(frame.mean()).to_numpy()
     stats_ = _fit_stats(y_fit, fitted, p, index[keep_rows], excluded=usable - n)
@@ -351,8 +368,42 @@ def fit_baseline(
         _sigma_by_hour=sigma_by_hour,
         _q=float(stats.t.ppf(1 - alpha / 2, max(n - p, 1))),
         _driver_means=driver_means,
+        _driver_range=driver_range,
         _fallback=fallback,
     )
+
+
+def _driver_helps(
+    groups: np.ndarray, values: np.ndarray, mask: np.ndarray, y: np.ndarray, kind: str
+) -> bool:
+    """F-test of the driver's columns against the time-only model (p < 0.001, ≥ 2 % of SSE)."""
+    rows = mask & ~np.isnan(values)
+    if rows.sum() < MIN_TRAINING_HOURS:
+        return False
+    if kind == "t":
+        knots = tuple(float(q) for q in np.quantile(values[rows], TEMPERATURE_QUANTILES))
+        # Day segments only need the local hour, which the groups already encode.
+        segment = _segments(groups)
+        basis = [values] + [np.maximum(values - k, 0.0) for k in knots]
+        x = np.column_stack([b * (segment == s) for s in range(N_SEGMENTS) for b in basis])
+    else:
+        x = values[:, None]
+    _, _, r_time = _ols(groups[rows], None, rows, y)
+    _, slopes, r_full = _ols(groups[rows], x, rows, y)
+    sse_r, sse_f = float(r_time @ r_time), float(r_full @ r_full)
+    k = int((np.abs(slopes) > 0).sum()) if slopes is not None else 0
+    if k == 0 or sse_f <= 0 or sse_r <= 0:
+        return False
+    dof = int(rows.sum()) - int(np.unique(groups[rows]).size) - k
+    f = ((sse_r - sse_f) / k) / (sse_f / max(dof, 1))
+    return bool(stats.f.sf(f, k, max(dof, 1)) < 1e-3 and sse_f < 0.98 * sse_r)
+
+
+def _segments(groups: np.ndarray) -> np.ndarray:
+    """Temperature-slope segment of each hour: 6-hour day part × working day or rest day."""
+    hour = np.where(groups >= N_WEEK_HOURS, groups - N_WEEK_HOURS, groups % 24)
+    rest_day = (groups >= N_WEEK_HOURS) | (groups >= 5 * 24)
+    return hour // SEGMENT_HOURS + (24 // SEGMENT_HOURS) * rest_day
 
 
 def _sigma_cell(groups: np.ndarray, hour: np.ndarray) -> np.ndarray:
@@ -404,7 +455,10 @@ def _ols(
         informative = np.abs(x_within).sum(axis=0) > 0
         slopes = np.zeros(x.shape[1])
         if informative.any():
-            result = sm.OLS(y_within, x_within[:, informative]).fit(method="qr")
+            # pinv: hinge columns can be collinear within a day segment (all hours above a knot).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # rank deficiency is expected and handled
+                result = sm.OLS(y_within, x_within[:, informative]).fit(method="pinv")
             slopes[informative] = result.params
         y = y - x @ slopes
     level = np.where(counts > 0, group_means(y), np.nan)

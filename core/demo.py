@@ -61,8 +61,20 @@ def _holidays(local: pd.DatetimeIndex) -> np.ndarray:
     return np.fromiter((d in cal for d in local.date), dtype=bool, count=len(local))
 
 
-def generate_plant(seed: int, *, end: pd.Timestamp, days: int = 90) -> Plant:
-    """The demo plant over `days` days of hours ending (exclusive) at `end` (UTC hour)."""
+def generate_plant(
+    seed: int,
+    *,
+    end: pd.Timestamp,
+    days: int = 90,
+    waste_from_day: int | None = None,
+    inject_waste: bool = True,
+) -> Plant:
+    """The demo plant over `days` days of hours ending (exclusive) at `end` (UTC hour).
+
+    Night and weekend waste and spikes are placed after `waste_from_day` (default: a fifth
+    of the way in), so a benchmark can keep its training weeks clean.
+    """
+    first = days // 5 if waste_from_day is None else waste_from_day
     rng = np.random.default_rng(seed)
     end = pd.Timestamp(end).tz_convert("UTC").floor("h")
     index = pd.date_range(end - pd.Timedelta(days=days), end, freq="h", inclusive="left")
@@ -100,7 +112,7 @@ def generate_plant(seed: int, *, end: pd.Timestamp, days: int = 90) -> Plant:
 
     # Night: compressor idling on weekday nights for two weeks.
     night = working_day & ((hour >= SHIFT_END) | (hour < SHIFT_START))
-    start_day = int(rng.integers(days // 5, max(days - 16, days // 5 + 1)))
+    start_day = int(rng.integers(first, max(days - 16, first + 1)))
     in_weeks = (days_index >= start_day) & (days_index < start_day + 14)
     night_waste = np.where(night & in_weeks, 37.0, 0.0)
     waste["compressor-bank"]["night"] = night_waste
@@ -116,7 +128,9 @@ def generate_plant(seed: int, *, end: pd.Timestamp, days: int = 90) -> Plant:
     # Weekend: HVAC at shift level 08:00-18:00 on three weekends.
     weekend_day_hours = weekend & (hour >= 8) & (hour < 18)
     weekend_days = np.unique(days_index[weekend_day_hours])
-    candidates = weekend_days[: max(len(weekend_days) - 2, 1)]
+    candidates = weekend_days[weekend_days >= first][:-2]
+    if len(candidates) == 0:
+        candidates = weekend_days[-1:]
     chosen = rng.choice(candidates, size=min(6, len(candidates)), replace=False)
     on_chosen = np.isin(days_index, chosen) & weekend_day_hours
     hvac_shift_level = (30 + 1.5 * np.abs(temperature - 20)) * noise(0.05)
@@ -127,7 +141,7 @@ def generate_plant(seed: int, *, end: pd.Timestamp, days: int = 90) -> Plant:
     )
 
     # Spikes: single hours on the process line.
-    spike_hours = rng.choice(np.arange(48, n - 48), size=6, replace=False)
+    spike_hours = rng.choice(np.arange(max(48, first * 24), n - 48), size=6, replace=False)
     spike_waste = np.zeros(n)
     spike_waste[spike_hours] = rng.uniform(150, 250, len(spike_hours))
     waste["process-line"]["spike"] = spike_waste
@@ -142,6 +156,11 @@ def generate_plant(seed: int, *, end: pd.Timestamp, days: int = 90) -> Plant:
     waste["compressor-bank"]["baseload"] = creep
     events.append({"rule": "baseload", "meter": "compressor-bank", "start": index[creep_start]})
 
+    if not inject_waste:  # a clean plant: same noise draws, no waste
+        for frame in waste.values():
+            frame[:] = 0.0
+        night_waste, weekend_waste, spike_waste, creep = (np.zeros(n),) * 4
+        events.clear()
     compressor = (compressor_base + night_waste + creep) * noise(0.05)
     hvac = hvac + weekend_waste
     process = process + spike_waste

@@ -1,9 +1,10 @@
 """Every controller of the API, in OpenAPI order."""
 
 from api.routes.accounts import AccountController, AuthTestController, OrganizationController
+from api.routes.analytics import AnalyticsController
 from api.routes.health import HealthController
 from api.routes.sites import MeterController, SiteController
-from api.routes.timeseries import AnalyticsController, TimeseriesController
+from api.routes.timeseries import TimeseriesController
 from api.routes.tokens import IntegrationTokenController
 
 ROUTE_HANDLERS = [

@@ -219,17 +219,6 @@ class TimeseriesController(Controller):
         )
 
 
-class AnalyticsController(Controller):
-    path = "/analytics"
-    tags = ["analytics"]
-
-    @get("/ingest-metrics", sync_to_thread=True)
-    def ingest_metrics(self, request: Request, db_session: NamedDependency[Session]) -> dict:
-        """Per meter: last seen, completeness over 24 h and 7 d, ingest errors by code and
-        gap hours (missing and longest run) over 7 d."""
-        return health.ingest_metrics(db_session, org_id=request.user.org_id)
-
-
 async def _spool_upload(request: Request, limit: int) -> tempfile.SpooledTemporaryFile:
     """Copy the uploaded CSV to a spooled temporary file (memory, then disk), enforcing `limit`."""
     content_type = request.headers.get("content-type", "")
