@@ -13,7 +13,13 @@ from sqlmodel import Session, select
 from core import kpis as kpi_module
 from core.accounts import get_org
 from core.anomalies import anomaly_mask, detect_anomalies
-from core.baselines import BaselineFit, fit_baseline, training_window
+from core.baselines import (
+    DEFAULT_TRAINING_WEEKS,
+    MAX_TRAINING_WEEKS,
+    BaselineFit,
+    fit_baseline,
+    training_window,
+)
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.health import floor_hour, iso_z
@@ -47,9 +53,14 @@ class MeterAnalysis:
 class AnalyticsService:
     """Analytics of one organisation (`AnalyticsService(session, org_id=…)`)."""
 
-    def __init__(self, session: Session, *, org_id: int) -> None:
+    def __init__(
+        self, session: Session, *, org_id: int, training_weeks: int = DEFAULT_TRAINING_WEEKS
+    ) -> None:
+        if not 2 <= training_weeks <= MAX_TRAINING_WEEKS:
+            raise InvalidInput(f"training_weeks must be 2 to {MAX_TRAINING_WEEKS}")
         self.session = session
         self.org_id = org_id
+        self.training_weeks = training_weeks
         self.org = get_org(session, org_id=org_id)
 
     # --- inputs -------------------------------------------------------------------------
@@ -92,7 +103,8 @@ class AnalyticsService:
         *,
         extra_end: datetime | None = None,
     ) -> MeterAnalysis:
-        """Baseline trained on the weeks before `start`, band over [start, end)."""
+        """Baseline trained on the weeks before `start` (at least `training_weeks`, up to a
+        year when there is that much history), band over [start, end)."""
         start, end = self.window(start, end)
         site, meter = get_meter(
             self.session, org_id=self.org_id, site_id=site_id, meter_id=meter_id
@@ -102,7 +114,7 @@ class AnalyticsService:
         history_start = start - timedelta(weeks=52)
         data = hourly_values(self.session, meter_pk=meter.id, start=history_start, end=end)
         temperature, production = self._drivers(site, history_start, extra_end or end)
-        t_start, t_end = training_window(data, pd.Timestamp(start))
+        t_start, t_end = training_window(data, pd.Timestamp(start), weeks=self.training_weeks)
         train = data[(data.index >= t_start) & (data.index < t_end)]
         # Past anomalies found against a first fit stay out of the final training.
         fit = fit_baseline(

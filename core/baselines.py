@@ -249,7 +249,8 @@ def training_window(
     kwh: pd.Series, analysis_start: pd.Timestamp, weeks: int = DEFAULT_TRAINING_WEEKS
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """[start, end) of the training data: the trailing `weeks` before the analysed period,
-    extended back to a year when that much history exists."""
+    extended back to a year when that much history exists (more data, steadier weekly
+    profile and driver slopes)."""
     end = analysis_start
     history = kwh[kwh.index < end].dropna()
     if history.empty:

@@ -82,7 +82,12 @@ class Opportunity:
             "currency": self.currency,
             "confidence": self.confidence,
             "explanation": self.explanation,
-            "evidence": self.evidence,
+            "evidence": {
+                **self.evidence,
+                "hours_utc": [
+                    t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in self.evidence.get("hours_utc", [])
+                ],
+            },
         }
 
 

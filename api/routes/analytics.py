@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from core import health
 from core.analytics import AnalyticsService
+from core.baselines import DEFAULT_TRAINING_WEEKS
 
 
 class AnalyticsController(Controller):
@@ -60,11 +61,15 @@ class AnalyticsController(Controller):
         meter_id: FromQuery[str],
         start: FromQuery[datetime | None] = None,
         end: FromQuery[datetime | None] = None,
+        training_weeks: FromQuery[int] = DEFAULT_TRAINING_WEEKS,
     ) -> dict:
-        """The meter's baseline (trained on the weeks before `start`): fit statistics against
-        ASHRAE Guideline 14, hourly actual vs expected with the 95 % band, and a 7-day forecast.
-        With too little history `ok` is false and `reason` says why."""
-        service = AnalyticsService(db_session, org_id=request.user.org_id)
+        """The meter's baseline, trained on the `training_weeks` before `start` (default 8;
+        up to a year when there is more history): fit statistics against ASHRAE Guideline 14,
+        hourly actual vs expected with the 95 % band, and a 7-day forecast. With too little
+        history `ok` is false and `reason` says why."""
+        service = AnalyticsService(
+            db_session, org_id=request.user.org_id, training_weeks=training_weeks
+        )
         return service.baseline(site_id, meter_id, start, end)
 
     @get("/anomalies", sync_to_thread=True)

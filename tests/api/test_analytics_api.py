@@ -91,3 +91,14 @@ def test_another_org_cannot_analyse_the_demo(client, demo):
         "/api/v1/analytics/opportunities", params={"site_id": "site-22"}, headers=other["headers"]
     )
     assert r.status_code == 404
+
+
+def test_training_window_is_configurable(client, demo):
+    q = {"site_id": "site-22", "meter_id": "process-line", **RANGE}
+    default = client.get("/api/v1/analytics/baseline", params=q, headers=demo["headers"]).json()
+    r = client.get(
+        "/api/v1/analytics/baseline", params={**q, "training_weeks": 1}, headers=demo["headers"]
+    )
+    assert r.status_code == 400
+    # 8 weeks asked, a year allowed: the demo's 90 days give about 62 days before `start`.
+    assert default["training_start_utc"] < "2025-08-10"
