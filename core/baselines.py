@@ -315,6 +315,8 @@ def fit_baseline(
     design = _Design(tz=tz, country=country, knots=knots, production=prod is not None)
     x_all = design.drivers(index, temp, prod)
     keep_rows = mask.copy()
+    if knots is not None:
+        x_all = _prune_segments(x_all, groups, keep_rows, y, n_basis=len(knots) + 1)
     level, slopes, resid = _ols(groups[keep_rows], x_all, keep_rows, y)
     # One robust pass: leave out sustained deviations from the first fit, then refit.
     scale = resid.std()
@@ -398,6 +400,42 @@ def _driver_helps(
     dof = int(rows.sum()) - int(np.unique(groups[rows]).size) - k
     f = ((sse_r - sse_f) / k) / (sse_f / max(dof, 1))
     return bool(stats.f.sf(f, k, max(dof, 1)) < 1e-3 and sse_f < 0.98 * sse_r)
+
+
+def _prune_segments(
+    x_all: np.ndarray, groups: np.ndarray, rows: np.ndarray, y: np.ndarray, n_basis: int
+) -> np.ndarray:
+    """Zero the temperature columns of day parts where temperature explains nothing.
+
+    Time groups nest inside day parts, so the regression splits into one independent problem
+    per day part, and each part's temperature block is F-tested on its own rows (p < 0.001,
+    ≥ 2 % of that part's SSE). A heated office's weekend hours, flat whatever the weather,
+    then keep a flat baseline instead of slopes fitted on noise.
+    """
+    x_all = x_all.copy()
+    segment = _segments(groups)
+    for s in range(N_SEGMENTS):
+        cols = slice(s * n_basis, (s + 1) * n_basis)
+        seg_rows = rows & (segment == s)
+        if seg_rows.sum() < 3 * n_basis:
+            x_all[:, cols] = 0.0
+            continue
+        block = np.zeros_like(x_all)
+        block[:, cols] = x_all[:, cols]
+        _, _, r_time = _ols(groups[seg_rows], None, seg_rows, y)
+        _, slopes, r_full = _ols(groups[seg_rows], block, seg_rows, y)
+        k = int((np.abs(slopes) > 0).sum())
+        sse_r, sse_f = float(r_time @ r_time), float(r_full @ r_full)
+        dof = int(seg_rows.sum()) - int(np.unique(groups[seg_rows]).size) - k
+        helps = (
+            k > 0
+            and sse_f > 0
+            and sse_f < 0.98 * sse_r
+            and stats.f.sf(((sse_r - sse_f) / k) / (sse_f / max(dof, 1)), k, max(dof, 1)) < 1e-3
+        )
+        if not helps:
+            x_all[:, cols] = 0.0
+    return x_all
 
 
 def _segments(groups: np.ndarray) -> np.ndarray:
