@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from core import kpis as kpi_module
 from core.accounts import get_org
-from core.anomalies import anomaly_mask, detect_anomalies
+from core.anomalies import anomaly_mask, detect_anomalies, significant
 from core.baselines import (
     DEFAULT_TRAINING_WEEKS,
     MAX_TRAINING_WEEKS,
@@ -126,7 +126,10 @@ class AnalyticsService:
         )
         if fit.ok:
             first = fit.predict(train.index, temperature=temperature, production=production)
-            past = detect_anomalies(train, first)
+            # Only anomalies that are clearly waste leave training: sustained runs and big
+            # spikes. Isolated band crossings are mostly noise, and on right-skewed meter noise
+            # dropping them biased the reference baseline low by 17 %.
+            past = [e for e in detect_anomalies(train, first) if significant(e, first)]
             if past:
                 fit = fit_baseline(
                     train,
@@ -218,33 +221,38 @@ class AnalyticsService:
     def site_opportunities(self, site_id: str, start=None, end=None) -> dict:
         """Opportunities of every energy meter of a site, and the site's savings range.
 
-        The site's consumption is its main incomer(s). When a site has sub-meters, waste is
-        counted where it is found on them; the main incomer's own findings are listed but
-        `counted: false`, because the same kWh flow through it (no double counting).
+        Site totals come from the main incomer(s): their findings are `counted`. Findings on
+        sub-meters say where inside the incomer the waste is (`counted: false`, attribution),
+        so the same kWh are never added twice. A site without a main incomer with a baseline
+        counts its sub-meters instead, and its consumption is then theirs.
         """
         start, end = self.window(start, end)
         site, meters = list_meters(self.session, org_id=self.org_id, site_id=site_id)
         energy = [m for m in meters if MeterKind(m.kind).is_energy]
-        has_subs = any(m.kind == MeterKind.sub_meter for m in energy)
-        found, consumption, skipped = [], 0.0, []
+        analyses, skipped = [], []
         for m in energy:
             a = self.analyse_meter(site_id, m.meter_id, start, end)
-            if m.kind == MeterKind.main_incomer:
-                consumption += float(a.actual.sum())
+            analyses.append(a)
             if not a.fit.ok:
                 skipped.append({"meter_id": m.meter_id, "reason": a.fit.reason})
-                continue
-            counted = not (has_subs and m.kind == MeterKind.main_incomer)
-            for o in self.meter_opportunities(a):
-                found.append((o, counted))
-        found.sort(key=lambda pair: -pair[0].annual_kwh_high * pair[0].tariff_per_kwh)
+        mains = [a for a in analyses if a.kind == MeterKind.main_incomer and a.fit.ok]
+        counted_kind = MeterKind.main_incomer if mains else MeterKind.sub_meter
+        consumption = sum(float(a.actual.sum()) for a in analyses if a.kind == counted_kind)
+        found = [
+            (o, a.kind == counted_kind)
+            for a in analyses
+            if a.fit.ok
+            for o in self.meter_opportunities(a)
+        ]
+        found.sort(key=lambda pair: (not pair[1], -pair[0].annual_kwh_high))
         counted_opps = [o for o, counted in found if counted]
         return {
             "site_id": site.site_id,
             "start_utc": iso_z(start),
             "end_utc": iso_z(end),
+            "totals_from": "main incomer" if mains else "sub-meters (no main incomer baseline)",
             "opportunities": [{**o.to_dict(), "counted": c} for o, c in found],
-            "savings": savings_range(consumption, counted_opps),
+            "savings": savings_range(consumption, counted_opps, currency=self.org.currency),
             "meters_without_baseline": skipped,
         }
 
@@ -290,6 +298,8 @@ class AnalyticsService:
         site, meter = get_meter(
             self.session, org_id=self.org_id, site_id=site_id, meter_id=meter_id
         )
+        if not MeterKind(meter.kind).is_energy:
+            raise InvalidInput(f"{meter_id} is a {meter.kind} driver, not an energy meter")
         data = hourly_values(self.session, meter_pk=meter.id, start=start, end=end)
         return {
             "site_id": site_id,

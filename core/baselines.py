@@ -294,6 +294,8 @@ def fit_baseline(
             reason=f"insufficient data: {usable} usable hours, at least {MIN_TRAINING_HOURS} "
             "(14 days) are needed",
         )
+    if float(np.nanmean(y_all.to_numpy()[mask])) <= 0:
+        return BaselineFit(ok=False, reason="no consumption in the training weeks (all zero)")
     index = y_all.index
     temp = _usable_driver(temperature, index, mask)
     prod = _usable_driver(production, index, mask)
@@ -331,7 +333,7 @@ def fit_baseline(
             level, slopes, resid = _ols(groups[keep_rows], x_all, keep_rows, y)
     y_fit = y[keep_rows]
     n = len(y_fit)
-    p = int((~np.isnan(level)).sum()) + (0 if slopes is None else len(slopes))
+    p = int((~np.isnan(level)).sum()) + (0 if slopes is None else int((slopes != 0).sum()))
     fitted = y_fit - resid
     local_hour = design.local(index[keep_rows]).hour.to_numpy()
     counts = np.bincount(local_hour, minlength=24)

@@ -259,20 +259,22 @@ def load_demo(
     from core import accounts, sites
     from core.db import session_scope
     from core.ingestion import ingest_records
-    from core.models import MeterCreate, Organization, Role, SiteCreate
+    from core.models import MeterCreate, Organization, Role, SiteCreate, User
 
     with session_scope(engine) as session:
-        existing = session.exec(select(Organization).where(Organization.name == DEMO_ORG)).all()
-        if existing and not reset:
+        # The demo is the organisation of the demo user (names are not unique; emails are).
+        demo_user = session.exec(select(User).where(User.email == DEMO_EMAIL)).first()
+        if demo_user is not None and not reset:
             return {
                 "created": False,
                 "email": DEMO_EMAIL,
                 "password": None,
-                "org_id": existing[0].id,
+                "org_id": demo_user.org_id,
                 "records": 0,
             }
-        for org in existing:
-            session.delete(org)  # the database cascades to users, sites, meters, readings
+        if demo_user is not None:
+            # The database cascades to users, sites, meters and readings.
+            session.delete(session.get(Organization, demo_user.org_id))
     password = secrets.token_urlsafe(9)
     with session_scope(engine) as session:
         user, org = accounts.signup(

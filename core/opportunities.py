@@ -14,9 +14,10 @@ Notes:
     - weekend-load: longer events' hours on weekends and public holidays;
     - baseline-deviation: longer events' hours inside the schedule (drift, process change).
 
-    high-baseload compares the meter's baseload (5th percentile of hourly kWh) with its mean
-    load; above the sector benchmark's high end, the excess baseload over every hour is the
-    opportunity.
+    high-baseload (main incomers) compares the baseline's baseload (5th percentile of the
+    expected hourly kWh) with its mean; above the sector benchmark's high end, the excess
+    baseload over every hour is the opportunity. Using the expected load keeps the waste
+    found by the other rules from being counted again here.
 
     Ranges: central = Σ(actual − expected); the half-width is 1.645 · √Σσ² (the band's noise
     over those hours, 90 % two-sided) plus 5 % of Σ expected, an allowance for the baseline's
@@ -182,7 +183,8 @@ def find_opportunities(
             rule_of_hour[span & (classes == "night")] = "night-load"
             rule_of_hour[span & (classes == "weekend")] = "weekend-load"
             rule_of_hour[span & (classes == "shift")] = "baseline-deviation"
-    bias = max(abs(fit.stats.nmbe_pct) / 100 if fit.stats else 0.0, BIAS_ALLOWANCE)
+    nmbe = abs(fit.stats.nmbe_pct) / 100 if fit.stats else 0.0
+    bias = max(nmbe if np.isfinite(nmbe) else 0.0, BIAS_ALLOWANCE)
     out: list[Opportunity] = []
     for rule in RULES[:4]:
         hours = rule_of_hour == rule
@@ -213,7 +215,9 @@ def find_opportunities(
             )
         )
     # Sector baseload ranges describe a whole site's load: judged on main incomers only.
-    high = _high_baseload(a, baseload_benchmark) if is_main_incomer else None
+    # Judged on the baseline's expected load, so waste already found above (which lifts the
+    # actual low percentile) is not counted a second time as baseload.
+    high = _high_baseload(expected, baseload_benchmark) if is_main_incomer else None
     if high is not None:
         excess, ratio = high
         kwh = excess * int((~np.isnan(a)).sum())
@@ -281,7 +285,7 @@ def percent_range(low: float, high: float) -> str:
     return f"{low:.0f}–{high:.0f}"
 
 
-def savings_range(main_kwh: float, opportunities: list[Opportunity]) -> dict:
+def savings_range(main_kwh: float, opportunities: list[Opportunity], currency: str = "") -> dict:
     """'X–Y % avoidable kWh, A–B per year' from a site's (or org's) opportunities.
 
     Shares are of the main incomers' consumption over the same window, so sub-meter waste is
@@ -293,7 +297,7 @@ def savings_range(main_kwh: float, opportunities: list[Opportunity]) -> dict:
     money_high = sum(o.annual_kwh_high * o.tariff_per_kwh for o in opportunities)
     pct_low = 100 * low / main_kwh if main_kwh else 0.0
     pct_high = 100 * high / main_kwh if main_kwh else 0.0
-    currency = opportunities[0].currency if opportunities else ""
+    currency = opportunities[0].currency if opportunities else currency
     shown = percent_range(pct_low, pct_high)
     return {
         "consumption_kwh": round(main_kwh, 1),

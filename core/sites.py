@@ -7,10 +7,11 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidInput, NotFound
 from core.models import (
     Meter,
     MeterCreate,
+    MeterKind,
     MeterPublic,
     MeterUpdate,
     Schedule,
@@ -146,6 +147,13 @@ def update_meter(
     session: Session, *, org_id: int, site_id: str, meter_id: str, data: MeterUpdate
 ) -> tuple[Site, Meter]:
     site, meter = get_meter(session, org_id=org_id, site_id=site_id, meter_id=meter_id)
+    if data.kind is not None and MeterKind(data.kind).is_energy != MeterKind(meter.kind).is_energy:
+        # Readings were validated against the kind (kWh vs °C vs units/h): no silent relabel.
+        raise InvalidInput(
+            f"{meter_id} is a {meter.kind} meter; an energy meter and a driver cannot be "
+            "turned into each other. Register a new meter instead.",
+            code="kind_change",
+        )
     meter.sqlmodel_update(data.model_dump(exclude_unset=True, exclude_none=True))
     session.add(meter)
     session.flush()

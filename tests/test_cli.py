@@ -208,3 +208,16 @@ def test_ingest_csv_loads_a_file_and_reports_failures(client, tmp_path):
     assert '"line": 2' in r.output and "INVALID_VALUE" in r.output
     summary = client.get("/api/v1/timeseries/export?site_id=site-c", headers=headers)
     assert len(summary.text.strip().splitlines()) == 25
+
+
+def test_cei_demo_prints_a_login_that_works_and_is_shown_again(client, settings):
+    runner = CliRunner()
+    first = runner.invoke(main, ["demo", "--days", "15"])
+    assert first.exit_code == 0, first.output
+    line = [x for x in first.output.splitlines() if x.startswith("Sign in to the demo")][0]
+    password = line.rsplit(" ", 1)[1]
+    assert login(client, "demo@cei.local", password)["access_token"]
+    again = runner.invoke(main, ["demo"])
+    assert again.exit_code == 0
+    assert password in again.output and "Demo ready" not in again.output
+    assert (settings.data_dir / "demo_login.txt").stat().st_mode & 0o077 == 0

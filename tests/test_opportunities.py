@@ -82,10 +82,88 @@ def test_site_savings_count_sub_meter_waste_inside_the_main_incomer(settings, en
         service = AnalyticsService(session, org_id=out["org_id"])
         site = service.site_opportunities("site-22", start=END - pd.Timedelta(days=28), end=END)
     rows = site["opportunities"]
-    assert {r["meter_id"] for r in rows if not r["counted"]} <= {"main-incomer"}
+    assert site["totals_from"] == "main incomer"
     counted = [r for r in rows if r["counted"]]
-    assert sum(r["avoidable_kwh_high"] for r in counted) == pytest.approx(
-        site["savings"]["avoidable_kwh_high"], abs=1
+    attribution = [r for r in rows if not r["counted"]]
+    assert {r["meter_id"] for r in counted} == {"main-incomer"}
+    assert ("compressor-bank", "night-load") in {(r["meter_id"], r["rule"]) for r in attribution}
+    # Totals are the incomer's findings only: the sub-meters' kWh are not added on top.
+    assert site["savings"]["avoidable_kwh_high"] == pytest.approx(
+        sum(r["avoidable_kwh_high"] for r in counted), abs=1
     )
-    assert site["savings"]["avoidable_pct_high"] < 100
+    assert site["savings"]["avoidable_kwh_high"] < sum(r["avoidable_kwh_high"] for r in rows)
+    assert site["savings"]["avoidable_kwh_high"] < site["savings"]["consumption_kwh"]
     assert "% avoidable kWh" in site["savings"]["narrative"]
+
+
+def test_high_baseload_does_not_count_night_waste_again():
+    plant = generate_plant(3, end=END, days=102, waste_from_day=60)
+    split = plant.index[60 * 24]
+    train = plant.index < split
+    kwh = plant.kwh["main-incomer"]
+    fit = fit_baseline(
+        kwh[train],
+        tz=TZ,
+        temperature=plant.temperature,
+        production=plant.production,
+        country=COUNTRY,
+    )
+    band = fit.predict(
+        plant.index[~train], temperature=plant.temperature, production=plant.production
+    )
+    found = find_opportunities(
+        kwh,
+        fit,
+        band,
+        site_id="site-22",
+        meter_id="main-incomer",
+        tz=TZ,
+        schedule=Schedule(),
+        country=COUNTRY,
+        tariff_per_kwh=0.2,
+        currency="EUR",
+        baseload_benchmark=0.05,
+        is_main_incomer=True,
+    )
+    truth = float(plant.waste["main-incomer"].loc[~train].to_numpy().sum())
+    waste_rules = sum(o.kwh_central for o in found if o.rule != "high-baseload")
+    assert waste_rules == pytest.approx(truth, rel=0.25)
+    high = [o for o in found if o.rule == "high-baseload"]
+    # A normal baseload, judged on the expected load, is not inflated by the night waste.
+    clean = generate_plant(3, end=END, days=102, waste_from_day=60, inject_waste=False)
+    fit_c = fit_baseline(
+        clean.kwh["main-incomer"][train],
+        tz=TZ,
+        temperature=clean.temperature,
+        production=clean.production,
+        country=COUNTRY,
+    )
+    band_c = fit_c.predict(
+        clean.index[~train], temperature=clean.temperature, production=clean.production
+    )
+    high_c = [
+        o
+        for o in find_opportunities(
+            clean.kwh["main-incomer"],
+            fit_c,
+            band_c,
+            site_id="s",
+            meter_id="main-incomer",
+            tz=TZ,
+            schedule=Schedule(),
+            country=COUNTRY,
+            tariff_per_kwh=0.2,
+            currency="EUR",
+            baseload_benchmark=0.05,
+            is_main_incomer=True,
+        )
+        if o.rule == "high-baseload"
+    ]
+    assert len(high) == len(high_c) == 1
+    assert high[0].kwh_high == pytest.approx(high_c[0].kwh_high, rel=0.1)
+
+
+def test_a_meter_that_used_nothing_has_no_baseline_not_an_error():
+    index = pd.date_range("2025-01-06", periods=30 * 24, freq="h", tz="UTC")
+    fit = fit_baseline(pd.Series(0.0, index=index), tz=TZ)
+    assert not fit.ok and "no consumption" in fit.reason

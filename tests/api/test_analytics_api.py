@@ -24,9 +24,11 @@ def test_opportunities_rank_the_injected_waste_with_money(client, demo):
     )
     assert r.status_code == 200
     body = r.json()
-    rules = {(o["meter_id"], o["rule"]) for o in body["opportunities"] if o["counted"]}
-    assert ("compressor-bank", "night-load") in rules
-    money = [o["annual_money_high"] for o in body["opportunities"]]
+    counted = {(o["meter_id"], o["rule"]) for o in body["opportunities"] if o["counted"]}
+    where = {(o["meter_id"], o["rule"]) for o in body["opportunities"] if not o["counted"]}
+    assert ("main-incomer", "night-load") in counted
+    assert ("compressor-bank", "night-load") in where  # attribution inside the incomer
+    money = [o["annual_money_high"] for o in body["opportunities"] if o["counted"]]
     assert money == sorted(money, reverse=True)
     first = body["opportunities"][0]
     assert first["currency"] == "EUR" and first["annual_kwh_high"] >= first["avoidable_kwh_high"]
@@ -85,12 +87,35 @@ def test_driver_meters_are_not_analysed_as_energy(client, demo):
     assert r.status_code == 400
 
 
-def test_another_org_cannot_analyse_the_demo(client, demo):
+@pytest.mark.parametrize(
+    "path", ["kpis", "benchmark", "baseline", "anomalies", "opportunities", "savings"]
+)
+def test_another_org_cannot_analyse_the_demo(client, demo, path):
     other = signup(client, org="Other")
     r = client.get(
-        "/api/v1/analytics/opportunities", params={"site_id": "site-22"}, headers=other["headers"]
+        f"/api/v1/analytics/{path}",
+        params={"site_id": "site-22", "meter_id": "main-incomer"},
+        headers=other["headers"],
     )
     assert r.status_code == 404
+    assert "Bologna" not in r.text
+
+
+def test_kpis_of_a_driver_meter_are_refused(client, demo):
+    r = client.get(
+        "/api/v1/analytics/kpis",
+        params={"site_id": "site-22", "meter_id": "outdoor-temp"},
+        headers=demo["headers"],
+    )
+    assert r.status_code == 400
+
+
+def test_meters_cannot_switch_between_energy_and_driver(client, demo):
+    url = "/api/v1/sites/site-22/meters/outdoor-temp"
+    assert client.patch(url, json={"kind": "sub_meter"}, headers=demo["headers"]).status_code == 400
+    url = "/api/v1/sites/site-22/meters/chiller-01"
+    r = client.patch(url, json={"kind": "main_incomer"}, headers=demo["headers"])
+    assert r.status_code == 200
 
 
 def test_training_window_is_configurable(client, demo):

@@ -37,6 +37,18 @@ def test_plant_has_the_documented_gaps():
     assert outage.sum() == 6 and hours == 90 * 24
 
 
+def test_demo_is_found_by_its_user_not_by_an_org_name(client, settings, engine):
+    from tests.factories import signup
+
+    signup(client, org=DEMO_ORG)  # somebody else's org with the same name
+    out = load_demo(engine, settings=settings, days=20, now=END)
+    assert out["created"]
+    load_demo(engine, settings=settings, days=20, now=END, reset=True)
+    with Session(engine) as s:
+        names = s.execute(select(Organization.name)).scalars().all()
+    assert names.count(DEMO_ORG) == 2  # the stranger's org survived the reset
+
+
 def test_demo_loads_once_and_reset_rebuilds_it(settings, engine):
     first = load_demo(engine, settings=settings, days=20, now=END)
     assert first["created"] and first["records"] > 20 * 24 * 7.5
