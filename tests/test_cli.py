@@ -214,7 +214,7 @@ def test_cei_demo_prints_a_login_that_works_and_is_shown_again(client, settings)
     runner = CliRunner()
     first = runner.invoke(main, ["demo", "--days", "15"])
     assert first.exit_code == 0, first.output
-    line = [x for x in first.output.splitlines() if x.startswith("Sign in to the demo")][0]
+    line = next(x for x in first.output.splitlines() if x.startswith("Sign in to the demo"))
     password = line.rsplit(" ", 1)[1]
     assert login(client, "demo@cei.local", password)["access_token"]
     again = runner.invoke(main, ["demo"])
