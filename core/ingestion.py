@@ -216,6 +216,9 @@ UNITS = {
 }
 
 
+ENERGY_KINDS = frozenset({MeterKind.main_incomer, MeterKind.sub_meter})
+
+
 def _check_kind(r: "_Record", kind: MeterKind) -> tuple[Code, str, str] | None:
     """The error for a record whose unit or sign does not fit its meter's kind, if any."""
     units, negative_ok, shown = UNITS[MeterKind(kind)]
@@ -446,10 +449,13 @@ def _resolve_meters(
                 where,
             )
             continue
-        problem = _check_kind(r, kinds.get(pk, MeterKind.sub_meter))
-        if problem is not None:
-            batch.fail(r.index, *problem, where)
-            continue
+        kind = kinds.get(pk, MeterKind.sub_meter)
+        # Fast path: a kWh reading (or no unit) for an energy meter, the overwhelming case.
+        if r.value < 0 or not (r.unit is None or r.unit == "kWh") or kind not in ENERGY_KINDS:
+            problem = _check_kind(r, kind)
+            if problem is not None:
+                batch.fail(r.index, *problem, where)
+                continue
         r.meter_pk = pk
         resolved.append(r)
     return resolved
