@@ -167,11 +167,10 @@ def parse_timestamp(text: Any) -> tuple[datetime | None, Code | None, str]:
             Code.INVALID_TIMESTAMP,
             f"timestamp_utc {text!r} is not ISO 8601 UTC with Z, e.g. 2025-12-05T13:00:00Z",
         )
-    year, month, day, hour, minute, second, frac = m.groups()
+    minute, second, frac = m.group(5), m.group(6), m.group(7)
     try:
-        ts = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
-        )
+        # The regex has vetted the shape; the C parser builds the value (and checks the date).
+        ts = datetime.fromisoformat(m.group(0)[:19]).replace(tzinfo=UTC)
     except ValueError:
         return None, Code.INVALID_TIMESTAMP, f"timestamp_utc {text!r} is not a real date and time"
     if minute != "00" or second != "00" or (frac and int(frac) != 0):
@@ -391,70 +390,75 @@ def _resolve_meters(
             kinds[pk] = kind
             registered[by_pk[site_pk]].append(meter_id)
     scope = set(principal.site_ids) if principal.site_ids is not None else None
-    resolved = []
-    for r in records:
-        where = f"{r.site_id}/{r.meter_id}"
-        site = sites.get(r.site_id)
+
+    def resolve(site_id: str, meter_id: str) -> tuple:
+        """(pk, kind) or (None, code, field, message) for one site/meter pair."""
+        site = sites.get(site_id)
         if site is None:
-            batch.fail(
-                r.index,
+            return (
+                None,
                 Code.UNKNOWN_SITE,
                 "site_id",
-                f"site_id {r.site_id!r} is not registered in CEI; check the integration "
+                f"site_id {site_id!r} is not registered in CEI; check the integration "
                 "mapping table",
-                where,
             )
-            continue
         if site.org_id != principal.org_id:
-            batch.fail(
-                r.index,
+            return (
+                None,
                 Code.ORG_MISMATCH,
                 "site_id",
-                f"site_id {r.site_id!r} does not belong to your organisation",
-                where,
+                f"site_id {site_id!r} does not belong to your organisation",
             )
-            continue
-        if scope is not None and r.site_id not in scope:
-            batch.fail(
-                r.index,
+        if scope is not None and site_id not in scope:
+            return (
+                None,
                 Code.SITE_NOT_IN_TOKEN_SCOPE,
                 "site_id",
                 f"this integration token may write only to {', '.join(sorted(scope))}",
-                where,
             )
-            continue
-        pk = meters.get((r.site_id, r.meter_id))
+        pk = meters.get((site_id, meter_id))
         if pk is None and site.auto_register_meters:
-            if not SLUG_RE.match(r.meter_id):
-                batch.fail(
-                    r.index,
+            if not SLUG_RE.match(meter_id):
+                return (
+                    None,
                     Code.INVALID_FIELD,
                     "meter_id",
-                    f"meter_id {r.meter_id[:80]!r} cannot be registered: use 1-64 "
+                    f"meter_id {meter_id[:80]!r} cannot be registered: use 1-64 "
                     "lowercase letters, digits or '-' (e.g. 'chiller-01')",
-                    where,
                 )
-                continue
-            pk = meters[(r.site_id, r.meter_id)] = _register_meter(session, site, r.meter_id)
-            registered[r.site_id].append(r.meter_id)
+            pk = meters[(site_id, meter_id)] = _register_meter(session, site, meter_id)
+            kinds[pk] = MeterKind.sub_meter
+            registered[site_id].append(meter_id)
         if pk is None:
-            known = sorted(registered.get(r.site_id, []))
+            known = sorted(registered.get(site_id, []))
             listed = ", ".join(known[:20]) + (" …" if len(known) > 20 else "") if known else "none"
-            batch.fail(
-                r.index,
+            return (
+                None,
                 Code.UNKNOWN_METER,
                 "meter_id",
-                f"meter_id {r.meter_id!r} is not registered at {r.site_id}; "
+                f"meter_id {meter_id!r} is not registered at {site_id}; "
                 f"registered meters: {listed}",
-                where,
             )
+        return (pk, kinds.get(pk, MeterKind.sub_meter))
+
+    # A batch names few site/meter pairs: each is resolved once, not once per record.
+    outcomes: dict[tuple[str, str], tuple] = {}
+    resolved = []
+    for r in records:
+        pair = (r.site_id, r.meter_id)
+        outcome = outcomes.get(pair)
+        if outcome is None:
+            outcome = outcomes[pair] = resolve(*pair)
+        pk = outcome[0]
+        if pk is None:
+            batch.fail(r.index, *outcome[1:], f"{r.site_id}/{r.meter_id}")
             continue
-        kind = kinds.get(pk, MeterKind.sub_meter)
+        kind = outcome[1]
         # Fast path: a kWh reading (or no unit) for an energy meter, the overwhelming case.
         if r.value < 0 or not (r.unit is None or r.unit == "kWh") or kind not in ENERGY_KINDS:
             problem = _check_kind(r, kind)
             if problem is not None:
-                batch.fail(r.index, *problem, where)
+                batch.fail(r.index, *problem, f"{r.site_id}/{r.meter_id}")
                 continue
         r.meter_pk = pk
         resolved.append(r)
