@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.analytics import AnalyticsService
-from core.baselines import fit_baseline
+from core.analytics import AnalyticsService, analyse_series
 from core.db import get_engine, migrate, session_scope
 from core.demo import COUNTRY, TZ, generate_plant, load_demo
-from core.opportunities import Schedule, find_opportunities
 from core.settings import Settings
 
 
@@ -52,29 +50,17 @@ def per_meter_year() -> None:
     end = pd.Timestamp("2025-11-03", tz="UTC")
     plant = generate_plant(1, end=end, days=730)
     split = plant.index[365 * 24]
-    train = plant.index < split
     timings = []
     for meter in ("main-incomer", "compressor-bank", "chiller-01", "hvac-floor1", "process-line"):
         kwh = plant.kwh[meter]
         started = time.perf_counter()
-        fit = fit_baseline(
-            kwh[train],
+        analyse_series(
+            kwh,
+            analysis_start=split,
             tz=TZ,
+            meter_id=meter,
             temperature=plant.temperature,
             production=plant.production,
-            country=COUNTRY,
-        )
-        band = fit.predict(
-            plant.index[~train], temperature=plant.temperature, production=plant.production
-        )
-        find_opportunities(
-            kwh,
-            fit,
-            band,
-            site_id="site-22",
-            meter_id=meter,
-            tz=TZ,
-            schedule=Schedule(),
             country=COUNTRY,
             tariff_per_kwh=0.2,
             currency="EUR",

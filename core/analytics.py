@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from core import kpis as kpi_module
 from core.accounts import get_org
-from core.anomalies import anomaly_mask, detect_anomalies, significant
+from core.anomalies import anomaly_mask, detect_anomalies
 from core.baselines import (
     DEFAULT_TRAINING_WEEKS,
     MAX_TRAINING_WEEKS,
@@ -114,36 +114,14 @@ class AnalyticsService:
         history_start = start - timedelta(weeks=52)
         data = hourly_values(self.session, meter_pk=meter.id, start=history_start, end=end)
         temperature, production = self._drivers(site, history_start, extra_end or end)
-        t_start, t_end = training_window(data, pd.Timestamp(start), weeks=self.training_weeks)
-        train = data[(data.index >= t_start) & (data.index < t_end)]
-        # Past anomalies found against a first fit stay out of the final training.
-        fit = fit_baseline(
-            train,
+        fit, window, band = trailing_baseline(
+            data,
+            analysis_start=pd.Timestamp(start),
+            training_weeks=self.training_weeks,
             tz=site.timezone,
             temperature=temperature,
             production=production,
             country=site.country,
-        )
-        if fit.ok:
-            first = fit.predict(train.index, temperature=temperature, production=production)
-            # Only anomalies that are clearly waste leave training: sustained runs and big
-            # spikes. Isolated band crossings are mostly noise, and on right-skewed meter noise
-            # dropping them biased the reference baseline low by 17 %.
-            past = [e for e in detect_anomalies(train, first) if significant(e, first)]
-            if past:
-                fit = fit_baseline(
-                    train,
-                    tz=site.timezone,
-                    temperature=temperature,
-                    production=production,
-                    country=site.country,
-                    exclude=anomaly_mask(past, train.index),
-                )
-        window = data[data.index >= pd.Timestamp(start)]
-        band = (
-            fit.predict(window.index, temperature=temperature, production=production)
-            if fit.ok
-            else None
         )
         self._site, self._temperature, self._production = site, temperature, production
         return MeterAnalysis(
@@ -322,6 +300,82 @@ class AnalyticsService:
             "meter_id": meter_id,
             **kpi_module.benchmark_against_industry(kpis, self.org.sector),
         }
+
+
+def trailing_baseline(
+    kwh: pd.Series,
+    *,
+    analysis_start: pd.Timestamp,
+    tz: str,
+    training_weeks: int = DEFAULT_TRAINING_WEEKS,
+    temperature: pd.Series | None = None,
+    production: pd.Series | None = None,
+    country: str | None = None,
+) -> tuple[BaselineFit, pd.Series, pd.DataFrame | None]:
+    """Fit on the weeks before `analysis_start`; return (fit, analysed kWh, band over it).
+
+    Past anomalies found against a first fit leave the final training, but only sustained
+    ones (3+ hours): short excursions are mostly noise, and on right-skewed meter noise
+    dropping them (even only those 4 sigma out) biased the reference baseline low by 6-17 %.
+    Spikes are still reported; one spike moves a year-long hour-of-week level very little.
+    """
+    t_start, t_end = training_window(kwh, analysis_start, weeks=training_weeks)
+    train = kwh[(kwh.index >= t_start) & (kwh.index < t_end)]
+    drivers = {"temperature": temperature, "production": production}
+    fit = fit_baseline(train, tz=tz, country=country, **drivers)
+    if fit.ok:
+        first = fit.predict(train.index, **drivers)
+        past = [e for e in detect_anomalies(train, first) if e.kind == "sustained"]
+        if past:
+            fit = fit_baseline(
+                train, tz=tz, country=country, **drivers, exclude=anomaly_mask(past, train.index)
+            )
+    window = kwh[kwh.index >= analysis_start]
+    band = fit.predict(window.index, **drivers) if fit.ok else None
+    return fit, window, band
+
+
+def analyse_series(
+    kwh: pd.Series,
+    *,
+    analysis_start: pd.Timestamp,
+    tz: str,
+    meter_id: str,
+    site_id: str = "",
+    training_weeks: int = DEFAULT_TRAINING_WEEKS,
+    temperature: pd.Series | None = None,
+    production: pd.Series | None = None,
+    country: str | None = None,
+    schedule: Schedule | None = None,
+    tariff_per_kwh: float = 0.0,
+    currency: str = "",
+) -> tuple[BaselineFit, pd.DataFrame | None, list[Opportunity]]:
+    """The product's analysis of one meter's series without a database: the same trailing
+    baseline and rules as AnalyticsService (used by the accuracy bench and tests)."""
+    fit, window, band = trailing_baseline(
+        kwh,
+        analysis_start=analysis_start,
+        tz=tz,
+        training_weeks=training_weeks,
+        temperature=temperature,
+        production=production,
+        country=country,
+    )
+    if not fit.ok:
+        return fit, None, []
+    found = find_opportunities(
+        window,
+        fit,
+        band,
+        site_id=site_id,
+        meter_id=meter_id,
+        tz=tz,
+        schedule=schedule or Schedule(),
+        country=country,
+        tariff_per_kwh=tariff_per_kwh,
+        currency=currency,
+    )
+    return fit, band, found
 
 
 def _rows(frame: pd.DataFrame, actual: pd.Series | None) -> list[dict]:

@@ -103,18 +103,6 @@ def detect_anomalies(
     return events
 
 
-SIGNIFICANT_Z = 4.0
-
-
-def significant(event: AnomalyEvent, band: pd.DataFrame) -> bool:
-    """Sustained events, and short ones peaking SIGNIFICANT_Z band-sigmas from expected."""
-    if event.kind == "sustained":
-        return True
-    hours = band.loc[event.start : event.end - pd.Timedelta(hours=1)]
-    sigma = ((hours["upper"] - hours["expected"]) / 1.96).clip(lower=1e-9)
-    return bool(((event.peak_kwh - hours["expected"]).abs() / sigma).max() >= SIGNIFICANT_Z)
-
-
 def anomaly_mask(events: list[AnomalyEvent], index: pd.DatetimeIndex) -> pd.Series:
     """True at the hours covered by events (to exclude them from later training)."""
     mask = pd.Series(False, index=index)

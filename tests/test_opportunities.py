@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from core.analytics import analyse_series
 from core.baselines import fit_baseline
 from core.demo import COUNTRY, TZ, generate_plant, load_demo
 from core.opportunities import Schedule, find_opportunities
@@ -13,30 +14,20 @@ END = pd.Timestamp("2025-11-03", tz="UTC")
 def _opps(plant, meter, train_days=60):
     split = plant.index[train_days * 24]
     train = plant.index < split
-    fit = fit_baseline(
-        plant.kwh[meter][train],
+    _, _, opportunities = analyse_series(
+        plant.kwh[meter],
+        analysis_start=split,
         tz=TZ,
+        meter_id=meter,
+        site_id="site-22",
         temperature=plant.temperature,
         production=plant.production,
-        country=COUNTRY,
-    )
-    band = fit.predict(
-        plant.index[~train], temperature=plant.temperature, production=plant.production
-    )
-    found = find_opportunities(
-        plant.kwh[meter],
-        fit,
-        band,
-        site_id="site-22",
-        meter_id=meter,
-        tz=TZ,
-        schedule=Schedule(),
         country=COUNTRY,
         tariff_per_kwh=0.2,
         currency="EUR",
     )
     truth = plant.waste[meter].loc[~train]
-    return {o.rule: o for o in found}, truth
+    return {o.rule: o for o in opportunities}, truth
 
 
 @pytest.mark.parametrize(
