@@ -54,7 +54,9 @@ def world_fixture(client):
     a = signup(client, org="Org A")
     make_site(client, a["headers"], "site-a", meters=("main-incomer", "compressor-bank"))
     a_token = make_token(client, a["headers"], name="a-relay")
-    a_data = [dict(A_RECORD, value=12.5, timestamp_utc=f"2025-12-01T0{h}:00:00Z") for h in range(3)]
+    a_data = [
+        dict(A_RECORD, value=4321.125, timestamp_utc=f"2025-12-01T0{h}:00:00Z") for h in range(3)
+    ]
     assert (
         client.post("/api/v1/timeseries/batch", json=a_data, headers=a["headers"]).json()[
             "ingested"
@@ -96,7 +98,7 @@ def test_every_route_hides_org_a_from_org_b(client, world, settings):
         "Plant site-a",
         "Compressor Bank",
         "Org A",
-        "12.5",
+        "4321.125",  # org A's readings: a value no timestamp or token can contain by chance
         world["a"]["email"],
         world["a_token"]["prefix"],
         "a-relay",
