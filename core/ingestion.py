@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 from typing import IO, Any
 
 from sqlalchemy import String, select, type_coerce, update
@@ -489,19 +490,20 @@ def _register_meter(session: Session, site: Site, meter_id: str) -> int:
 
 
 def _dedupe(records: list[_Record], batch: _Batch) -> list[_Record]:
-    seen_hour: dict[tuple[int, datetime], int] = {}
+    """Refuse later records for an hour or a key already seen earlier in this batch."""
+    seen_hour: dict[tuple[int, str], int] = {}
     seen_key: dict[str, int] = {}
     unique = []
     for r in records:
-        where = f"{r.site_id}/{r.meter_id}"
-        first = seen_hour.get((r.meter_pk, r.ts))
+        hour = (r.meter_pk, r.ts_text)
+        first = seen_hour.get(hour)
         if first is not None:
+            where = f"{r.site_id}/{r.meter_id}"
             batch.fail(
                 r.index,
                 Code.DUPLICATE_IN_BATCH,
                 "timestamp_utc",
-                f"{where} {canonical_timestamp(r.ts)} already appears at index {first} "
-                "of this batch",
+                f"{where} {r.ts_text} already appears at index {first} of this batch",
                 where,
             )
             continue
@@ -512,11 +514,10 @@ def _dedupe(records: list[_Record], batch: _Batch) -> list[_Record]:
                 Code.DUPLICATE_IN_BATCH,
                 "idempotency_key",
                 f"idempotency_key {r.key!r} already appears at index {first} of this batch",
-                where,
+                f"{r.site_id}/{r.meter_id}",
             )
             continue
-        seen_hour[(r.meter_pk, r.ts)] = r.index
-        seen_key[r.key] = r.index
+        seen_hour[hour] = seen_key[r.key] = r.index
         unique.append(r)
     return unique
 
@@ -663,6 +664,9 @@ def _classify(
 
 _INSERT_COLUMNS = "org_id, meter_pk, ts, value, idempotency_key, source, ingested_at, batch_id"
 # Fixed column list; values are bound as parameters.
+# Rows are written in (meter, hour) order so concurrent writers lock them in the same order.
+_LOCK_ORDER = attrgetter("meter_pk", "ts_text")
+
 _SQLITE_INSERT = (
     f"INSERT OR IGNORE INTO reading ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 )
@@ -737,7 +741,7 @@ def _insert(
     at = sqlite_timestamp(now)
     rows = [
         (org_id, r.meter_pk, r.db_ts, r.value, r.key, source, at, batch_id)
-        for r in sorted(records, key=lambda r: (r.meter_pk, r.ts))
+        for r in sorted(records, key=_LOCK_ORDER)
     ]
     written = 0
     for chunk in _chunks(rows, 1000):
