@@ -357,7 +357,7 @@ def fit_baseline(
             )
             frame = pd.Series(values[keep_rows]).groupby(how_fit).mean()
             driver_means[name] = frame.reindex(range(N_WEEK_HOURS)).fillna(frame.mean()).to_numpy()
-    stats_ = _fit_stats(y_fit, fitted, p, index[keep_rows], excluded=usable - n)
+    stats_ = _fit_stats(y_fit, fitted, p, index[keep_rows], tz=tz, excluded=usable - n)
     return BaselineFit(
         ok=True,
         stats=stats_,
@@ -506,7 +506,7 @@ def _ols(
 
 
 def _fit_stats(
-    y: np.ndarray, fitted: np.ndarray, p: int, index: pd.DatetimeIndex, excluded: int
+    y: np.ndarray, fitted: np.ndarray, p: int, index: pd.DatetimeIndex, *, tz: str, excluded: int
 ) -> FitStats:
     n = len(y)
     mean = y.mean()
@@ -517,7 +517,12 @@ def _fit_stats(
     cv = float(np.sqrt(sse / dof) / mean * 100) if mean else float("inf")
     nmbe = float(resid.sum() / (dof * mean) * 100) if mean else float("inf")
     m_cv = m_nmbe = m_ok = None
-    monthly = pd.DataFrame({"y": y, "f": fitted}, index=index).resample("MS").agg(["sum", "count"])
+    # Calendar months of the site: the months a monthly bill or report would use.
+    monthly = (
+        pd.DataFrame({"y": y, "f": fitted}, index=index.tz_convert(tz))
+        .resample("MS")
+        .agg(["sum", "count"])
+    )
     whole = monthly[("y", "count")] >= 24 * 27
     if whole.sum() >= 3:
         ym = monthly.loc[whole, ("y", "sum")].to_numpy()

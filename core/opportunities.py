@@ -22,7 +22,8 @@ Notes:
     Ranges: central = Σ(actual − expected); the half-width is 1.645 · √Σσ² (the band's noise
     over those hours, 90 % two-sided) plus 5 % of Σ expected, an allowance for the baseline's
     bias out of sample (ASHRAE Guideline 14's monthly NMBE limit; in sample OLS has none).
-    Annualised values scale the window's kWh to 8,760 hours; money uses the org's tariff.
+    Annualised values scale the window's kWh from the hours that have data to 8,760 hours
+    (waste in missing hours is unknown, not zero); money uses the org's tariff.
 """
 
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Opportunity:
     site_id: str
     meter_id: str
     window_hours: int
+    observed_hours: int  # hours of the window with data: the base for annualising
     hours: int  # evidence hours in the window
     kwh_low: float
     kwh_high: float
@@ -61,11 +63,11 @@ class Opportunity:
 
     @property
     def annual_kwh_low(self) -> float:
-        return self.kwh_low * HOURS_PER_YEAR / max(self.window_hours, 1)
+        return self.kwh_low * HOURS_PER_YEAR / max(self.observed_hours, 1)
 
     @property
     def annual_kwh_high(self) -> float:
-        return self.kwh_high * HOURS_PER_YEAR / max(self.window_hours, 1)
+        return self.kwh_high * HOURS_PER_YEAR / max(self.observed_hours, 1)
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +75,7 @@ class Opportunity:
             "site_id": self.site_id,
             "meter_id": self.meter_id,
             "window_hours": self.window_hours,
+            "observed_hours": self.observed_hours,
             "hours": self.hours,
             "avoidable_kwh_low": round(self.kwh_low, 1),
             "avoidable_kwh_high": round(self.kwh_high, 1),
@@ -165,6 +168,7 @@ def find_opportunities(
     index = band.index
     window_hours = len(index)
     a = actual.reindex(index).to_numpy(dtype=float)
+    observed_hours = int((~np.isnan(a)).sum())
     expected = band["expected"].to_numpy()
     sigma = (band["upper"] - band["expected"]).to_numpy() / 1.96
     classes = time_classes(index, tz, schedule, country)
@@ -204,6 +208,7 @@ def find_opportunities(
                 site_id=site_id,
                 meter_id=meter_id,
                 window_hours=window_hours,
+                observed_hours=observed_hours,
                 hours=n,
                 kwh_low=max(central - spread, 0.0),
                 kwh_high=central + spread,
@@ -227,6 +232,7 @@ def find_opportunities(
                 site_id=site_id,
                 meter_id=meter_id,
                 window_hours=window_hours,
+                observed_hours=observed_hours,
                 hours=int((~np.isnan(a)).sum()),
                 kwh_low=kwh * 0.5,
                 kwh_high=kwh,

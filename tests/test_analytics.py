@@ -75,3 +75,24 @@ def test_detect_anomalies_merges_hours_into_events_with_excess():
     ]
     assert events[0].severity == "high"
     assert detect_anomalies(actual, band, min_excess_kwh=20) == [events[0]]
+
+
+def test_annualising_scales_from_the_hours_that_have_data():
+    from core.opportunities import Opportunity
+
+    o = Opportunity(
+        rule="night-load",
+        site_id="s",
+        meter_id="m",
+        window_hours=200,
+        observed_hours=100,
+        hours=10,
+        kwh_low=5.0,
+        kwh_high=10.0,
+        currency="EUR",
+        tariff_per_kwh=0.2,
+        confidence="high",
+        explanation="",
+    )
+    assert o.annual_kwh_high == 10.0 * 8760 / 100
+    assert o.to_dict()["annual_money_low"] == round(5.0 * 8760 / 100 * 0.2)
