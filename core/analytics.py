@@ -349,6 +349,8 @@ def analyse_series(
     schedule: Schedule | None = None,
     tariff_per_kwh: float = 0.0,
     currency: str = "",
+    baseload_benchmark: float | None = None,
+    is_main_incomer: bool = False,
 ) -> tuple[BaselineFit, pd.DataFrame | None, list[Opportunity]]:
     """The product's analysis of one meter's series without a database: the same trailing
     baseline and rules as AnalyticsService (used by the accuracy bench and tests)."""
@@ -374,6 +376,8 @@ def analyse_series(
         country=country,
         tariff_per_kwh=tariff_per_kwh,
         currency=currency,
+        baseload_benchmark=baseload_benchmark,
+        is_main_incomer=is_main_incomer,
     )
     return fit, band, found
 

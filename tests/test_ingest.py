@@ -254,37 +254,30 @@ def test_unknown_meter_is_registered_when_the_site_opts_in(client, org, engine):
     assert "chiller-01" in [m["meter_id"] for m in meters["data"]]
 
 
-def test_batch_over_the_record_limit_is_413(settings, engine):
+@pytest.mark.parametrize(
+    "limit, records, says",
+    [
+        ({"max_batch_records": 10}, 11, "limit of 10"),  # too many records
+        ({"max_body_bytes": 4096}, 100, "larger than this server accepts"),  # too many bytes
+    ],
+)
+def test_oversized_batches_are_413_and_store_nothing(settings, engine, limit, records, says):
     from litestar.testing import TestClient
 
     from api.main import create_app
 
-    small = settings.model_copy(update={"max_batch_records": 10})
-    with TestClient(app=create_app(small)) as client:
+    with TestClient(app=create_app(settings.model_copy(update=limit))) as client:
         admin = signup(client)
         make_site(client, admin["headers"], "site-1")
         r = client.post(
-            BATCH, json=hourly_records("site-1", "main-incomer", T0, 11), headers=admin["headers"]
-        )
-    assert r.status_code == 413
-    assert "limit of 10" in r.json()["detail"]
-    assert _stored(engine) == 0
-
-
-def test_body_over_the_size_limit_is_413(settings, engine):
-    from litestar.testing import TestClient
-
-    from api.main import create_app
-
-    small = settings.model_copy(update={"max_body_bytes": 4096})
-    with TestClient(app=create_app(small)) as client:
-        admin = signup(client)
-        make_site(client, admin["headers"], "site-1")
-        r = client.post(
-            BATCH, json=hourly_records("site-1", "main-incomer", T0, 100), headers=admin["headers"]
+            BATCH,
+            json=hourly_records("site-1", "main-incomer", T0, records),
+            headers=admin["headers"],
         )
     assert r.status_code == 413
     assert r.headers["content-type"].startswith("application/problem+json")
+    assert says in r.json()["detail"]
+    assert _stored(engine) == 0
 
 
 @pytest.mark.parametrize("body", [b"[{bad json", b'{"records": 5}', b'"just a string"', b""])

@@ -6,7 +6,6 @@ import pytest
 from core.analytics import analyse_series
 from core.baselines import fit_baseline
 from core.demo import COUNTRY, TZ, generate_plant, load_demo
-from core.opportunities import Schedule, find_opportunities
 
 END = pd.Timestamp("2025-11-03", tz="UTC")
 
@@ -87,69 +86,36 @@ def test_site_savings_count_sub_meter_waste_inside_the_main_incomer(settings, en
     assert "% avoidable kWh" in site["savings"]["narrative"]
 
 
-def test_high_baseload_does_not_count_night_waste_again():
-    plant = generate_plant(3, end=END, days=102, waste_from_day=60)
+def _incomer_opps(plant):
     split = plant.index[60 * 24]
-    train = plant.index < split
-    kwh = plant.kwh["main-incomer"]
-    fit = fit_baseline(
-        kwh[train],
+    _, _, found = analyse_series(
+        plant.kwh["main-incomer"],
+        analysis_start=split,
         tz=TZ,
+        meter_id="main-incomer",
         temperature=plant.temperature,
         production=plant.production,
-        country=COUNTRY,
-    )
-    band = fit.predict(
-        plant.index[~train], temperature=plant.temperature, production=plant.production
-    )
-    found = find_opportunities(
-        kwh,
-        fit,
-        band,
-        site_id="site-22",
-        meter_id="main-incomer",
-        tz=TZ,
-        schedule=Schedule(),
         country=COUNTRY,
         tariff_per_kwh=0.2,
         currency="EUR",
         baseload_benchmark=0.05,
         is_main_incomer=True,
     )
-    truth = float(plant.waste["main-incomer"].loc[~train].to_numpy().sum())
+    return found, plant.index >= split
+
+
+def test_high_baseload_does_not_count_night_waste_again():
+    plant = generate_plant(3, end=END, days=102, waste_from_day=60)
+    found, window = _incomer_opps(plant)
+    truth = float(plant.waste["main-incomer"].loc[window].to_numpy().sum())
     waste_rules = sum(o.kwh_central for o in found if o.rule != "high-baseload")
     assert waste_rules == pytest.approx(truth, rel=0.25)
-    high = [o for o in found if o.rule == "high-baseload"]
     # A normal baseload, judged on the expected load, is not inflated by the night waste.
-    clean = generate_plant(3, end=END, days=102, waste_from_day=60, inject_waste=False)
-    fit_c = fit_baseline(
-        clean.kwh["main-incomer"][train],
-        tz=TZ,
-        temperature=clean.temperature,
-        production=clean.production,
-        country=COUNTRY,
+    clean, _ = _incomer_opps(
+        generate_plant(3, end=END, days=102, waste_from_day=60, inject_waste=False)
     )
-    band_c = fit_c.predict(
-        clean.index[~train], temperature=clean.temperature, production=clean.production
-    )
-    high_c = [
-        o
-        for o in find_opportunities(
-            clean.kwh["main-incomer"],
-            fit_c,
-            band_c,
-            site_id="s",
-            meter_id="main-incomer",
-            tz=TZ,
-            schedule=Schedule(),
-            country=COUNTRY,
-            tariff_per_kwh=0.2,
-            currency="EUR",
-            baseload_benchmark=0.05,
-            is_main_incomer=True,
-        )
-        if o.rule == "high-baseload"
-    ]
+    high = [o for o in found if o.rule == "high-baseload"]
+    high_c = [o for o in clean if o.rule == "high-baseload"]
     assert len(high) == len(high_c) == 1
     assert high[0].kwh_high == pytest.approx(high_c[0].kwh_high, rel=0.1)
 
