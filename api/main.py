@@ -64,6 +64,27 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _alert_scans(settings: Settings):
+    """Startup/shutdown hooks of the scheduler that scans what accepted batches touched."""
+    from core.alerts import IngestScanScheduler
+
+    def start(app: Litestar) -> None:
+        if settings.alert_scan_on_ingest:
+            scheduler = IngestScanScheduler(
+                settings.effective_database_url, delay=settings.alert_scan_delay_seconds
+            )
+            scheduler.start()
+            app.state.alert_scans = scheduler
+
+    def stop(app: Litestar) -> None:
+        scheduler = app.state.get("alert_scans")
+        if scheduler is not None:
+            scheduler.stop()
+            app.state.alert_scans = None
+
+    return start, stop
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the API for these settings (default: the environment's)."""
     settings = settings or get_settings()
@@ -73,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         handlers += TEST_ONLY_ROUTE_HANDLERS
     api = Router(path=API_PREFIX, route_handlers=handlers)
     logging.getLogger("cei").setLevel(logging.INFO)
+    start_scans, stop_scans = _alert_scans(settings)
     return Litestar(
         route_handlers=[api],
         state=State({"engine": engine, "settings": settings}),
@@ -104,6 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # App-wide, so a handler mounted anywhere is closed to integration tokens by default.
         guards=[integration_scope_guard],
         request_max_body_size=settings.max_body_bytes,
-        on_startup=[_freeze_startup_heap],
+        on_startup=[start_scans, _freeze_startup_heap],
+        on_shutdown=[stop_scans],
         debug=False,
     )

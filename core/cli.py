@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -300,3 +301,158 @@ def demo(reset: bool, days: int) -> None:
     saved = login_file.read_text(encoding="utf-8").split() if login_file.exists() else []
     password = saved[1] if len(saved) == 2 else "(unknown: cei demo --reset sets a new one)"
     click.echo(f"Sign in to the demo as {out['email']} with password {password}")
+    if out["created"]:
+        from core.alerts import scan_org
+
+        scanned = scan_org(get_engine(), org_id=out["org_id"], lookback=timedelta(days=35))
+        demo_data.triage_demo(get_engine(), org_id=out["org_id"])
+        click.echo(f"Alert scan: {scanned.raised} alerts raised ({scanned.seconds:.1f} s).")
+
+
+def _org_id(org_ref: str | None) -> int:
+    """The organisation named by --org, or the only one there is."""
+    from sqlmodel import select
+
+    from core import accounts
+    from core.models import Organization
+
+    with session_scope() as session:
+        if org_ref:
+            try:
+                return accounts.find_org(session, ref=org_ref).id
+            except DomainError as exc:
+                _fail(exc)
+        orgs = session.exec(select(Organization).order_by(Organization.id)).all()
+    if len(orgs) == 1:
+        return orgs[0].id
+    names = ", ".join(f"{o.id} ({o.name})" for o in orgs) or "none yet"
+    raise click.ClickException(f"choose an organisation with --org: {names}")
+
+
+@main.group()
+def alerts() -> None:
+    """Alert rules (run `cei alerts scan` from cron, e.g. hourly)."""
+
+
+@alerts.command(name="scan")
+@click.option("--org", "org_ref", default=None, help="Organisation (id or name); default all.")
+@click.option("--lookback-hours", type=click.IntRange(1, 35 * 24), default=168, show_default=True)
+def scan_alerts(org_ref: str | None, lookback_hours: int) -> None:
+    """Run every rule over the recent hours of every meter and raise/extend/close alerts.
+
+    Idempotent: running it again over the same data raises nothing new. Prints one JSON line
+    per organisation with the counts.
+    """
+    import json
+
+    from sqlmodel import select
+
+    from core.alerts import scan_org
+    from core.db import get_engine
+    from core.models import Organization
+
+    migrate()
+    if org_ref:
+        org_ids = [_org_id(org_ref)]
+    else:
+        with session_scope() as session:
+            org_ids = list(session.exec(select(Organization.id).order_by(Organization.id)))
+    failed = False
+    for org_id in org_ids:
+        result = scan_org(get_engine(), org_id=org_id, lookback=timedelta(hours=lookback_hours))
+        failed |= bool(result.failed)
+        click.echo(json.dumps({"org_id": org_id, **result.to_dict()}))
+    if failed:
+        raise SystemExit(1)
+
+
+@main.group()
+def report() -> None:
+    """Write the weekly review or the pilot close-out report to a file."""
+
+
+FORMATS = click.Choice(["html", "md", "json"])
+
+
+def _write_report(data: dict, fmt: str, out: Path | None) -> None:
+    import json
+
+    from core import reports
+
+    if fmt == "html":
+        text = reports.render_html(data)
+    elif fmt == "md":
+        text = reports.render_markdown(data)
+    else:
+        text = json.dumps(data, indent=2)
+    if out is None:
+        click.echo(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"Wrote {out} ({len(text.encode()):,} bytes).", err=True)
+
+
+@report.command(name="weekly")
+@click.option("--org", "org_ref", default=None, help="Organisation (id or name).")
+@click.option("--site", "site_id", default=None, help="One site (default: every site).")
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: last week).")
+@click.option("--format", "fmt", type=FORMATS, default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def report_weekly(
+    org_ref: str | None, site_id: str | None, week: str | None, fmt: str, out: Path | None
+) -> None:
+    """The weekly review (HTML opens offline and prints to PDF; stdout without --out)."""
+    from core import reports
+
+    org_id = _org_id(org_ref)
+    try:
+        with session_scope() as session:
+            data = reports.weekly_report(session, org_id=org_id, week=week, site_id=site_id)
+    except DomainError as exc:
+        _fail(exc)
+    _write_report(data, fmt, out)
+
+
+@report.command(name="pilot")
+@click.option("--org", "org_ref", default=None, help="Organisation (id or name).")
+@click.option("--site", "site_id", default=None, help="One site (default: every site).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="UTC date.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="UTC date, excl.")
+@click.option("--cost", type=click.FloatRange(min=0), default=None, help="For the payback.")
+@click.option("--format", "fmt", type=FORMATS, default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def report_pilot(
+    org_ref: str | None,
+    site_id: str | None,
+    start,
+    end,
+    cost: float | None,
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """The pilot close-out report and its scorecard (default: first reading to today)."""
+    from core import reports
+
+    org_id = _org_id(org_ref)
+    began = time.perf_counter()
+    try:
+        with session_scope() as session:
+            data = reports.pilot_report(
+                session,
+                org_id=org_id,
+                start=start.date() if start else None,
+                end=end.date() if end else None,
+                site_id=site_id,
+                cost=cost,
+            )
+    except DomainError as exc:
+        _fail(exc)
+    _write_report(data, fmt, out)
+    for m in data["scorecard"]["metrics"]:
+        value = (
+            "-" if m["value"] is None else f"{m['value']}{(' ' + m['unit']) if m['unit'] else ''}"
+        )
+        mark = "PASS" if m["passed"] else "FAIL"
+        click.echo(f"{mark}  {m['label']}: {value} (target {m['target']})", err=True)
+    click.echo(f"Built in {time.perf_counter() - began:.1f} s.", err=True)

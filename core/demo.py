@@ -338,3 +338,56 @@ def _ingest(engine, principal, batch, ingest_records, session_scope) -> int:
 def demo_record_count(days: int = 90) -> int:
     """Roughly how many records load_demo sends (for a progress bar)."""
     return days * 24 * 8
+
+
+def triage_demo(engine, *, org_id: int) -> None:
+    """Triage two of the demo's alerts as an analyst would, so the review shows the loop:
+    the compressor's night idling resolved with its cause and fix, the weekend HVAC run
+    acknowledged."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from core.alerts import update_alert
+    from core.db import session_scope
+    from core.models import Alert, AlertStatus, AlertUpdate, Meter, User
+
+    steps = (
+        (
+            "compressor-bank",
+            "night-load",
+            AlertUpdate(
+                status=AlertStatus.resolved,
+                root_cause="Compressor bank left idling overnight after the line stopped",
+                action="Night shutdown added to the compressor controller schedule",
+            ),
+        ),
+        (
+            "hvac-floor1",
+            "weekend-load",
+            AlertUpdate(
+                status=AlertStatus.acknowledged,
+                root_cause="HVAC weekend schedule overridden by hand",
+                notes="Facility team to restore the weekend schedule",
+            ),
+        ),
+    )
+    with session_scope(engine) as session:
+        user = session.exec(select(User).where(User.email == DEMO_EMAIL)).one()
+        for meter_id, rule, update in steps:
+            alert = session.exec(
+                select(Alert)
+                .join(Meter, Meter.id == Alert.meter_pk)
+                .where(Alert.org_id == org_id, Meter.meter_id == meter_id, Alert.rule == rule)
+                .order_by(Alert.wasted_kwh.desc())
+            ).first()
+            if alert is not None:
+                # Triaged the day after the finding ended, as a weekly review would have.
+                update_alert(
+                    session,
+                    org_id=org_id,
+                    alert_id=alert.id,
+                    data=update,
+                    user_id=user.id,
+                    now=alert.end + timedelta(days=1),
+                )

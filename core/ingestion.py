@@ -107,8 +107,13 @@ class IngestResult:
     failed: int = 0
     errors: list[IngestError] = field(default_factory=list)
     batch_id: int | None = None
+    # meter pk -> (first, last) hour stored or revised: what the alert scan should look at
+    touched: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
 
     def add(self, other: "IngestResult") -> None:
+        for pk, (lo, hi) in other.touched.items():
+            old = self.touched.get(pk)
+            self.touched[pk] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
         self.ingested += other.ingested
         self.skipped_duplicate += other.skipped_duplicate
         self.revised += other.revised
@@ -899,6 +904,7 @@ def ingest_records(
         now=now,
     )
     batch.result.revised = len(revisions)
+    batch.result.touched = _touched(valid, refused, revisions)
     batch.result.errors.sort(key=lambda e: e.index)
     del batch.result.errors[MAX_ERRORS_REPORTED:]
     _record_audit(audit, batch, total=len(records))
@@ -906,6 +912,17 @@ def ingest_records(
     session.flush()
     batch.result.batch_id = audit.id
     return batch.result
+
+
+def _touched(valid: list, refused: list, revisions: list) -> dict:
+    unchanged = {id(r) for r in refused} - {id(r) for r in revisions}
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for r in valid:
+        if id(r) in unchanged:
+            continue
+        old = spans.get(r.meter_pk)
+        spans[r.meter_pk] = (min(r.ts, old[0]), max(r.ts, old[1])) if old else (r.ts, r.ts)
+    return spans
 
 
 def _record_audit(audit: IngestBatch, batch: _Batch, *, total: int) -> None:

@@ -317,6 +317,8 @@ class Site(SQLModel, table=True):
     country: str | None = Field(default=None, max_length=2)
     # When on, a reading for an unregistered meter_id registers that meter instead of failing.
     auto_register_meters: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # A meter silent for more than this many hours raises a data-gap alert.
+    gap_alert_hours: int = Field(default=3, sa_column_kwargs={"server_default": "3"})
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
@@ -329,6 +331,7 @@ class SiteCreate(SQLModel):
     country: str | None = None
     schedule: Schedule | None = None
     auto_register_meters: bool = False
+    gap_alert_hours: int = Field(default=3, ge=1, le=168)
 
     _site_country = field_validator("country")(lambda v: validate_country(v))
 
@@ -344,6 +347,7 @@ class SiteUpdate(SQLModel):
     country: str | None = None
     schedule: Schedule | None = None
     auto_register_meters: bool | None = None
+    gap_alert_hours: int | None = Field(default=None, ge=1, le=168)
 
     _site_country = field_validator("country")(lambda v: validate_country(v))
 
@@ -360,6 +364,7 @@ class SitePublic(SQLModel):
     country: str | None
     schedule: Schedule
     auto_register_meters: bool
+    gap_alert_hours: int
     meter_count: int
     created_at: datetime
 
@@ -483,3 +488,80 @@ class ReadingRevision(SQLModel, table=True):
     old_idempotency_key: str = Field(max_length=200)
     revised_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id", ondelete="SET NULL")
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+
+
+class AlertRule(StrEnum):
+    night_load = "night-load"
+    weekend_load = "weekend-load"
+    spike = "spike"
+    baseload = "baseload"
+    baseline_deviation = "baseline-deviation"
+    data_gap = "data-gap"
+
+
+class AlertStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+    dismissed = "dismissed"
+
+
+class Alert(SQLModel, table=True):
+    """One finding of a rule on one meter over a span of hours, and its triage."""
+
+    __table_args__ = (
+        UniqueConstraint("org_id", "fingerprint", name="uq_alert_fingerprint"),
+        Index("ix_alert_org_status", "org_id", "status"),
+        Index("ix_alert_meter_rule", "meter_pk", "rule"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(sa_column=_fk("organization.id", index=False))
+    site_pk: int = Field(sa_column=_fk("site.id"))
+    meter_pk: int = Field(sa_column=_fk("meter.id", index=False))
+    rule: str = Field(max_length=32)
+    fingerprint: str = Field(max_length=64)
+    start: datetime = Field(sa_type=UTCDateTime, nullable=False)  # first hour (UTC)
+    end: datetime = Field(sa_type=UTCDateTime, nullable=False)  # exclusive
+    ongoing: bool = Field(default=False)  # still happening at the last scan
+    hours: int = Field(default=0)  # evidence hours (data-gap: silent hours)
+    wasted_kwh: float = Field(default=0.0, sa_type=Float(precision=53))
+    wasted_money: float = Field(default=0.0, sa_type=Float(precision=53))
+    currency: str = Field(default="EUR", max_length=3)
+    severity: str = Field(default="low", max_length=16)
+    status: str = Field(default=AlertStatus.open, max_length=16)
+    root_cause: str | None = Field(default=None, max_length=2000)
+    action: str | None = Field(default=None, max_length=2000)
+    notes: str | None = Field(default=None, max_length=10000)
+    # The analyst's estimate of the kWh a week the action saves (default: the waste rate).
+    impact_kwh_per_week: float | None = Field(default=None, sa_type=Float(precision=53))
+    evidence: dict = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AlertEvent(SQLModel, table=True):
+    """The history of an alert: every scan change and every triage step, never overwritten."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(sa_column=_fk("alert.id"))
+    org_id: int = Field(sa_column=_fk("organization.id", index=False))
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    user_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    actor: str = Field(max_length=254)  # the user's email, or "scan"
+    kind: str = Field(max_length=16)  # raised, extended, closed, status, edited
+    changes: dict = Field(default_factory=dict, sa_type=JSON)  # field: [old, new]
+
+
+class AlertUpdate(SQLModel):
+    model_config = STRICT_INPUT
+
+    status: AlertStatus | None = None
+    root_cause: str | None = Field(default=None, max_length=2000)
+    action: str | None = Field(default=None, max_length=2000)
+    notes: str | None = Field(default=None, max_length=10000)
+    impact_kwh_per_week: float | None = Field(default=None, ge=0, le=1e9)

@@ -149,6 +149,33 @@ EXPLAIN = {
 }
 
 
+def rule_hours(
+    a: np.ndarray, band: pd.DataFrame, classes: np.ndarray, events: list
+) -> tuple[np.ndarray, int]:
+    """The rule each hour above the band counts towards ('' for none), and the spike count.
+
+    `events` are the above-band AnomalyEvents over `band`'s index; `a` the actual kWh there.
+    """
+    index = band.index
+    expected = band["expected"].to_numpy()
+    sigma = (band["upper"] - band["expected"]).to_numpy() / 1.96
+    rule_of_hour = np.full(len(index), "", dtype=object)
+    spike_events = 0
+    for e in events:
+        span = (index >= e.start) & (index < e.end) & ~np.isnan(a)
+        if e.hours <= SPIKE_MAX_HOURS:
+            # A 95 % band lets 1 hour in 40 out by chance: a spike must stand far clear of it.
+            z = (a[span] - expected[span]) / np.maximum(sigma[span], 1e-9)
+            if z.size and z.max() >= SPIKE_Z:
+                rule_of_hour[span] = "spike"
+                spike_events += 1
+        else:
+            rule_of_hour[span & (classes == "night")] = "night-load"
+            rule_of_hour[span & (classes == "weekend")] = "weekend-load"
+            rule_of_hour[span & (classes == "shift")] = "baseline-deviation"
+    return rule_of_hour, spike_events
+
+
 def find_opportunities(
     actual: pd.Series,
     fit: BaselineFit,
@@ -172,21 +199,8 @@ def find_opportunities(
     expected = band["expected"].to_numpy()
     sigma = (band["upper"] - band["expected"]).to_numpy() / 1.96
     classes = time_classes(index, tz, schedule, country)
-    rule_of_hour = np.full(window_hours, "", dtype=object)
     events = [e for e in detect_anomalies(actual, band) if e.direction == "above"]
-    spike_events = 0
-    for e in events:
-        span = (index >= e.start) & (index < e.end) & ~np.isnan(a)
-        if e.hours <= SPIKE_MAX_HOURS:
-            # A 95 % band lets 1 hour in 40 out by chance: a spike must stand far clear of it.
-            z = (a[span] - expected[span]) / np.maximum(sigma[span], 1e-9)
-            if z.size and z.max() >= SPIKE_Z:
-                rule_of_hour[span] = "spike"
-                spike_events += 1
-        else:
-            rule_of_hour[span & (classes == "night")] = "night-load"
-            rule_of_hour[span & (classes == "weekend")] = "weekend-load"
-            rule_of_hour[span & (classes == "shift")] = "baseline-deviation"
+    rule_of_hour, spike_events = rule_hours(a, band, classes, events)
     nmbe = abs(fit.stats.nmbe_pct) / 100 if fit.stats else 0.0
     bias = max(nmbe if np.isfinite(nmbe) else 0.0, BIAS_ALLOWANCE)
     out: list[Opportunity] = []

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(default=10_000, ge=1)
     max_upload_bytes: int = Field(default=500_000_000, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
+    # Alerts: scan the meters an accepted batch touched, this long after the first such batch
+    # (later batches within the delay join the same scan). `cei alerts scan` is the cron path.
+    alert_scan_on_ingest: bool = True
+    alert_scan_delay_seconds: float = Field(default=30.0, ge=0, le=3600)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     app_port: int = 8501

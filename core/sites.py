@@ -39,6 +39,7 @@ def site_public(site: Site, meter_count: int) -> SitePublic:
         country=site.country,
         schedule=Schedule.model_validate(site.schedule) if site.schedule else Schedule(),
         auto_register_meters=site.auto_register_meters,
+        gap_alert_hours=site.gap_alert_hours,
         meter_count=meter_count,
         created_at=site.created_at,
     )
@@ -92,6 +93,7 @@ def create_site(session: Session, *, org_id: int, data: SiteCreate) -> Site:
         country=data.country,
         schedule=(data.schedule or Schedule()).model_dump(),
         auto_register_meters=data.auto_register_meters,
+        gap_alert_hours=data.gap_alert_hours,
     )
     session.add(site)
     _flush_unique(session, f"site_id {data.site_id!r} is already taken", "site_id_taken")

@@ -28,6 +28,8 @@ def settings_fixture(tmp_path_factory) -> Iterator[Settings]:
         mp.setenv("CEI_JWT_SECRET", secrets.token_urlsafe(48))
         mp.setenv("CEI_BCRYPT_ROUNDS", "4")  # the cost is tested separately; 12 would be slow
         mp.setenv("CEI_ENABLE_TEST_AUTH_ROUTES", "true")
+        # Scans after ingest run in a worker process; the tests that need them turn them on.
+        mp.setenv("CEI_ALERT_SCAN_ON_INGEST", "false")
         get_settings.cache_clear()
         yield get_settings()
     get_settings.cache_clear()

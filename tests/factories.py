@@ -1,11 +1,16 @@
 """Test data made through the real code paths: plain functions, no mocks."""
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pandas as pd
 from litestar.testing import TestClient
 
 from core import accounts
+from core.accounts import Principal
 from core.db import session_scope
+from core.ingestion import ingest_records
 from core.models import Role
 from core.settings import get_settings
 
@@ -110,3 +115,44 @@ def hourly_records(
             }
         )
     return out
+
+
+PLANT_TZ = "Europe/Rome"
+PLANT_END = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday, 01:00 in Rome
+WEEKS = 6
+NIGHTS = (1, 2, 3)  # Tuesday, Wednesday and Thursday nights of the last week
+NIGHT_EXTRA = 40.0
+
+
+def plant_series(nights=NIGHTS) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray], float]:
+    """Compressor and main incomer; the compressor idles at +40 kWh on some nights of the last
+    week. Returns the index, the series and the injected kWh."""
+    index = pd.date_range(PLANT_END - timedelta(weeks=WEEKS), PLANT_END, freq="h", inclusive="left")
+    local = index.tz_convert(PLANT_TZ)
+    rng = np.random.default_rng(7)
+    shift = (local.day_of_week < 5) & (local.hour >= 6) & (local.hour < 22)
+    compressor = np.where(shift, 50.0, 8.0) * (1 + rng.normal(0, 0.02, len(index)))
+    last_week = index >= PLANT_END - timedelta(weeks=1)
+    # A night belongs to the weekday it starts on: 22:00 that day to 06:00 the next.
+    night_of = np.where(local.hour >= 22, local.day_of_week, (local.day_of_week - 1) % 7)
+    waste = last_week & ~shift & np.isin(night_of, nights) & ((local.hour >= 22) | (local.hour < 6))
+    compressor = compressor + np.where(waste, NIGHT_EXTRA, 0.0)
+    main = compressor + np.where(shift, 100.0, 20.0) * (1 + rng.normal(0, 0.02, len(index)))
+    return index, {"compressor-bank": compressor, "main-incomer": main}, NIGHT_EXTRA * waste.sum()
+
+
+def ingest_series(engine, org_id: int, site_id: str, meter_id: str, index, values, skip=()) -> None:
+    records = [
+        {
+            "site_id": site_id,
+            "meter_id": meter_id,
+            "timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "value": round(float(v), 3),
+        }
+        for i, (ts, v) in enumerate(zip(index, values, strict=True))
+        if i not in skip
+    ]
+    principal = Principal(org_id=org_id, role=Role.admin, kind="user")
+    with session_scope(engine) as session:
+        result = ingest_records(session, principal=principal, records=records)
+    assert result.failed == 0

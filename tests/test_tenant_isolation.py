@@ -10,6 +10,7 @@ from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from api.main import create_app
+from core.alerts import scan_org
 from tests.factories import bearer, make_site, make_token, signup
 
 # A valid body per write route, so a refusal is about ownership, not about a malformed request.
@@ -35,6 +36,7 @@ BODIES = {
     ("POST", "/api/v1/sites/{site_id}/meters"): {"meter_id": "leak-meter", "name": "x"},
     ("PATCH", "/api/v1/sites/{site_id}"): {"name": "hijacked"},
     ("PATCH", "/api/v1/sites/{site_id}/meters/{meter_id}"): {"name": "hijacked"},
+    ("PATCH", "/api/v1/alerts/{alert_id}"): {"status": "dismissed", "notes": "hijacked"},
 }
 
 
@@ -63,10 +65,18 @@ def world_fixture(client):
         ]
         == 3
     )
+    # Silent since those hours: the scan raises a data-gap alert for org A, triaged by org A.
+    scan_org(client.app.state.engine, org_id=a["org_id"])
+    alerts = client.get("/api/v1/alerts", headers=a["headers"]).json()["data"]
+    assert [x["rule"] for x in alerts] == ["data-gap"]
+    note = {"status": "acknowledged", "notes": "Org A is on it"}
+    assert client.patch(
+        f"/api/v1/alerts/{alerts[0]['id']}", json=note, headers=a["headers"]
+    ).is_success
     b = signup(client, org="Org B")
     make_site(client, b["headers"], "site-b")
     b_token = make_token(client, b["headers"], name="b-relay")
-    return {"a": a, "a_token": a_token, "b": b, "b_token": b_token}
+    return {"a": a, "a_token": a_token, "b": b, "b_token": b_token, "alert_id": alerts[0]["id"]}
 
 
 def _fill(path: str, world) -> str:
@@ -74,6 +84,7 @@ def _fill(path: str, world) -> str:
         "site_id": "site-a",
         "meter_id": "compressor-bank",
         "token_id": str(world["a_token"]["id"]),
+        "alert_id": str(world["alert_id"]),
     }
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], path)
 
@@ -87,6 +98,7 @@ def _snapshot(client: TestClient, headers) -> dict:
         "mapping": client.get("/api/v1/sites/mapping.csv", headers=headers).text,
         "export": client.get("/api/v1/timeseries/export?site_id=site-a", headers=headers).text,
         "health": client.get("/api/v1/timeseries/ingest_health", headers=headers).json()["meters"],
+        "alerts": client.get("/api/v1/alerts", headers=headers).json(),
     }
 
 

@@ -89,6 +89,7 @@ class TimeseriesController(Controller):
         result = await to_thread.run_sync(
             partial(_ingest_batch, state.engine, request.user, records, mode)
         )
+        _schedule_scan(state, request.user, result)
         return result.to_response(mode)
 
     @post(
@@ -120,6 +121,7 @@ class TimeseriesController(Controller):
             )
         finally:
             spool.close()
+        _schedule_scan(state, request.user, result)
         return result.to_response(mode)
 
     @get("/summary", sync_to_thread=True)
@@ -264,6 +266,13 @@ def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, final: bool = 
         decoder.decode(chunk, final)
     except UnicodeDecodeError:
         raise InvalidInput("the CSV must be UTF-8 text", code="invalid_csv") from None
+
+
+def _schedule_scan(state: State, principal: Principal, result) -> None:
+    """Committed readings go to the alert scan (coalesced, in the background)."""
+    scheduler = state.get("alert_scans")
+    if scheduler is not None and result.touched:
+        scheduler.notify(principal.org_id, result.touched)
 
 
 def _ingest_batch(engine, principal, records, mode):

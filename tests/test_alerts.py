@@ -1,0 +1,270 @@
+"""Alerts: the scan raises once per finding, extends ongoing ones, opens and closes data-gap
+alarms; triage keeps a history and refuses illegal transitions; orgs see only their own."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from sqlmodel import select
+
+from api.main import create_app
+from core.alerts import gap_hours, scan_org
+from core.db import session_scope
+from core.models import Alert, AlertEvent, Role
+from tests.factories import (
+    PLANT_END as END,
+)
+from tests.factories import (
+    add_user,
+    hourly_records,
+    ingest_series,
+    make_site,
+    plant_series,
+    signup,
+)
+
+
+@pytest.fixture(name="plant")
+def plant_fixture(client, engine):
+    a = signup(client, org="Plant Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, injected = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    return {**a, "injected": injected}
+
+
+def _alerts(client, headers, **params) -> list[dict]:
+    r = client.get("/api/v1/alerts", headers=headers, params={"limit": 500, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_scan_raises_one_alert_per_recurring_finding_and_is_idempotent(client, engine, plant):
+    first = scan_org(engine, org_id=plant["org_id"], now=END)
+    assert first.failed == [] and first.meters == 2 and first.raised >= 1
+    alerts = _alerts(client, plant["headers"], site_id="plant")
+    nights = [a for a in alerts if a["meter_id"] == "compressor-bank" and a["rule"] == "night-load"]
+    # Three nights of idling in a row are one recurring problem, one alert.
+    assert len(nights) == 1
+    night = nights[0]
+    assert night["start_utc"] == "2026-11-24T21:00:00Z"  # Tuesday 22:00 in Rome
+    assert night["end_utc"] == "2026-11-27T05:00:00Z"  # Friday 06:00 in Rome
+    assert night["hours"] == 24
+    assert night["wasted_kwh"] == pytest.approx(plant["injected"], rel=0.1)
+    assert night["wasted_money"] == pytest.approx(night["wasted_kwh"] * 0.20, abs=0.01)
+    assert night["status"] == "open"
+
+    again = scan_org(engine, org_id=plant["org_id"], now=END)
+    assert (again.raised, again.updated, again.closed) == (0, 0, 0)
+    assert _alerts(client, plant["headers"], site_id="plant") == alerts
+    with session_scope(engine) as session:
+        kinds = session.exec(
+            select(AlertEvent.kind).where(AlertEvent.alert_id == night["id"])
+        ).all()
+    assert kinds == ["raised"]
+
+
+def test_an_ongoing_finding_extends_its_alert(client, engine, plant):
+    # After the first night only...
+    first_night_end = datetime(2026, 11, 25, 5, tzinfo=UTC)
+    scan_org(engine, org_id=plant["org_id"], now=first_night_end)
+    early = [
+        a
+        for a in _alerts(client, plant["headers"])
+        if a["meter_id"] == "compressor-bank" and a["rule"] == "night-load"
+    ]
+    assert len(early) == 1 and early[0]["hours"] == 8
+    # ...then after the third: the same alert, longer, with the extension in its history.
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    later = [
+        a
+        for a in _alerts(client, plant["headers"])
+        if a["meter_id"] == "compressor-bank" and a["rule"] == "night-load"
+    ]
+    assert [a["id"] for a in later] == [early[0]["id"]]
+    assert later[0]["hours"] == 24 and later[0]["wasted_kwh"] > 2.5 * early[0]["wasted_kwh"]
+    detail = client.get(f"/api/v1/alerts/{later[0]['id']}", headers=plant["headers"]).json()
+    assert [h["kind"] for h in detail["history"]] == ["raised", "extended"]
+    assert detail["history"][1]["changes"]["hours"] == [8, 24]
+    assert len(detail["evidence"]["hours"]) == 24
+
+
+def test_data_gap_alert_opens_while_silent_and_closes_when_data_returns(client, engine):
+    a = signup(client, org="Gap Org")
+    make_site(client, a["headers"], "gap-site", meters=("main-incomer",))
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    index = pd.date_range(start, periods=48, freq="h")
+    # Hours 10-12 missing (3 h: not more than the 3 h threshold), hours 30-47 not sent yet.
+    ingest_series(
+        engine, a["org_id"], "gap-site", "main-incomer", index[:30], [50.0] * 30, skip={10, 11, 12}
+    )
+    now = start + timedelta(hours=36)
+    scan_org(engine, org_id=a["org_id"], now=now)
+    gaps = _alerts(client, a["headers"], rule="data-gap")
+    assert len(gaps) == 1
+    gap = gaps[0]
+    assert gap["ongoing"] is True and gap["status"] == "open"
+    assert gap["start_utc"] == "2026-11-21T06:00:00Z"  # the hour after the last reading
+    assert gap["hours"] == 6
+    with session_scope(engine) as session:
+        assert gap_hours(session, org_id=a["org_id"], start=start, end=now, now=now) == 6
+
+    # The relay catches up hours 30 to 47: the alarm closes itself, keeping the silence it saw.
+    ingest_series(engine, a["org_id"], "gap-site", "main-incomer", index[30:], [50.0] * 18)
+    later = start + timedelta(hours=48)
+    result = scan_org(engine, org_id=a["org_id"], now=later)
+    assert result.closed == 1
+    closed = client.get(f"/api/v1/alerts/{gap['id']}", headers=a["headers"]).json()
+    assert closed["ongoing"] is False and closed["status"] == "resolved"
+    assert (closed["start_utc"], closed["end_utc"], closed["hours"]) == (
+        "2026-11-21T06:00:00Z",
+        "2026-11-21T12:00:00Z",
+        6,
+    )
+    assert closed["root_cause"] == "data returned"
+    assert closed["history"][-1]["actor"] == "scan"
+    assert len(_alerts(client, a["headers"], rule="data-gap")) == 1  # nothing new opened
+
+
+def test_data_gap_threshold_is_per_site(client, engine):
+    a = signup(client, org="Patient Org")
+    make_site(client, a["headers"], "slow-site", meters=("main-incomer",))
+    r = client.patch("/api/v1/sites/slow-site", json={"gap_alert_hours": 6}, headers=a["headers"])
+    assert r.status_code == 200 and r.json()["gap_alert_hours"] == 6
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    index = pd.date_range(start, periods=24, freq="h")
+    ingest_series(
+        engine, a["org_id"], "slow-site", "main-incomer", index, [5.0] * 24, skip=set(range(10, 15))
+    )
+    scan_org(engine, org_id=a["org_id"], now=start + timedelta(hours=24))
+    assert _alerts(client, a["headers"], rule="data-gap") == []  # 5 silent hours < 6
+    scan_org(engine, org_id=a["org_id"], now=start + timedelta(hours=31))
+    [gap] = _alerts(client, a["headers"], rule="data-gap")
+    assert gap["hours"] == 7 and gap["ongoing"] is True
+
+
+def test_triage_lifecycle_history_and_illegal_transitions(client, engine, plant):
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    alert_id = _alerts(client, plant["headers"], rule="night-load")[0]["id"]
+    url = f"/api/v1/alerts/{alert_id}"
+    h = plant["headers"]
+
+    r = client.patch(
+        url, json={"status": "acknowledged", "root_cause": "compressor idling"}, headers=h
+    )
+    assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+    r = client.patch(
+        url,
+        json={"status": "resolved", "action": "night shutdown", "impact_kwh_per_week": 300},
+        headers=h,
+    )
+    body = r.json()
+    assert body["status"] == "resolved" and body["resolved_at"] is not None
+    assert body["estimated_impact_kwh_per_week"] == 300
+    # resolved -> acknowledged is not a transition; the alert is left as it was.
+    r = client.patch(url, json={"status": "acknowledged"}, headers=h)
+    assert r.status_code == 409 and r.json()["code"] == "illegal_transition"
+    assert "resolved" in r.json()["detail"]
+    assert client.get(url, headers=h).json()["status"] == "resolved"
+    # Reopen, then dismiss; dismissed -> resolved is refused.
+    assert client.patch(url, json={"status": "open"}, headers=h).json()["resolved_at"] is None
+    assert client.patch(url, json={"status": "dismissed"}, headers=h).status_code == 200
+    assert client.patch(url, json={"status": "resolved"}, headers=h).status_code == 409
+    assert client.patch(url, json={"status": "closed"}, headers=h).status_code == 400
+    assert client.patch(url, json={"severity": "low"}, headers=h).status_code == 400
+
+    history = client.get(url, headers=h).json()["history"]
+    assert [e["kind"] for e in history] == ["raised", "status", "status", "status", "status"]
+    assert [e["changes"]["status"] for e in history[1:]] == [
+        ["open", "acknowledged"],
+        ["acknowledged", "resolved"],
+        ["resolved", "open"],
+        ["open", "dismissed"],
+    ]
+    assert history[1]["changes"]["root_cause"] == [None, "compressor idling"]
+    assert history[2]["changes"]["impact_kwh_per_week"] == [None, 300]
+    assert {e["actor"] for e in history[1:]} == {plant["email"]}
+    # A change to nothing new writes no history.
+    client.patch(url, json={"root_cause": "compressor idling"}, headers=h)
+    assert len(client.get(url, headers=h).json()["history"]) == 5
+
+
+def test_viewers_read_alerts_but_cannot_triage(client, engine, plant):
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    viewer = add_user(client, org_id=plant["org_id"], role=Role.viewer)
+    analyst = add_user(client, org_id=plant["org_id"], role=Role.analyst)
+    alert_id = _alerts(client, viewer["headers"])[0]["id"]
+    url = f"/api/v1/alerts/{alert_id}"
+    assert client.get(url, headers=viewer["headers"]).status_code == 200
+    assert (
+        client.patch(url, json={"status": "dismissed"}, headers=viewer["headers"]).status_code
+        == 403
+    )
+    assert client.get(url, headers=viewer["headers"]).json()["status"] == "open"
+    assert (
+        client.patch(url, json={"status": "acknowledged"}, headers=analyst["headers"]).status_code
+        == 200
+    )
+
+
+def test_filters_and_paging(client, engine, plant):
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    h = plant["headers"]
+    everything = _alerts(client, h)
+    assert everything and all(a["site_id"] == "plant" for a in everything)
+    assert {a["rule"] for a in _alerts(client, h, rule="night-load")} == {"night-load"}
+    assert _alerts(client, h, status="resolved") == []
+    late = _alerts(client, h, since="2026-11-27T00:00:00Z")
+    assert all(a["end_utc"] >= "2026-11-27T00:00:00Z" for a in late)
+    page = client.get("/api/v1/alerts", headers=h, params={"limit": 1, "offset": 0}).json()
+    assert page["count"] == len(everything) and len(page["data"]) == 1
+    assert client.get("/api/v1/alerts", headers=h, params={"rule": "nightload"}).status_code == 400
+    assert client.get("/api/v1/alerts", headers=h, params={"status": "new"}).status_code == 400
+    assert client.get("/api/v1/alerts", headers=h, params={"site_id": "nope"}).status_code == 404
+
+
+def test_another_org_cannot_see_or_triage_alerts(client, engine, plant):
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    mine = _alerts(client, plant["headers"])
+    other = signup(client, org="Other Org")
+    assert _alerts(client, other["headers"]) == []
+    url = f"/api/v1/alerts/{mine[0]['id']}"
+    assert client.get(url, headers=other["headers"]).status_code == 404
+    r = client.patch(url, json={"status": "dismissed", "notes": "x"}, headers=other["headers"])
+    assert r.status_code == 404
+    assert _alerts(client, plant["headers"]) == mine
+    # A scan of the other org touches nothing of this one.
+    assert scan_org(engine, org_id=other["org_id"], now=END).meters == 0
+
+
+def test_accepted_batches_are_scanned_in_the_background(settings, engine):
+    """The API schedules a scan of what a batch touched; the alert appears without a cron."""
+    from litestar.testing import TestClient
+
+    fast = settings.model_copy(
+        update={"alert_scan_on_ingest": True, "alert_scan_delay_seconds": 0.2}
+    )
+    with TestClient(app=create_app(fast)) as client:
+        a = signup(client, org="Live Org")
+        make_site(client, a["headers"], "live", meters=("main-incomer",))
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        # 24 hours up to 6 hours ago: the meter has been silent for 6 hours.
+        records = hourly_records("live", "main-incomer", now - timedelta(hours=30), 24)
+        r = client.post("/api/v1/timeseries/batch", json=records, headers=a["headers"])
+        assert r.json()["ingested"] == 24
+        deadline = time.monotonic() + 90
+        gaps = []
+        while time.monotonic() < deadline and not gaps:
+            time.sleep(0.5)
+            gaps = _alerts(client, a["headers"], rule="data-gap")
+        assert len(gaps) == 1, "no data-gap alert from the scan after ingest"
+        assert gaps[0]["ongoing"] and gaps[0]["hours"] == 6
+        # A retry of the same batch stores nothing and schedules nothing new.
+        completed = len(client.app.state.alert_scans.completed)
+        client.post("/api/v1/timeseries/batch", json=records, headers=a["headers"])
+        time.sleep(1.0)
+        assert len(client.app.state.alert_scans.completed) == completed
+    with session_scope(engine) as session:
+        assert len(session.exec(select(Alert).where(Alert.org_id == a["org_id"])).all()) == 1

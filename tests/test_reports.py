@@ -1,0 +1,301 @@
+"""Reports: weekly numbers equal the readings' (DST weeks included), the scorecard's thresholds,
+the pilot report's figures, and HTML that needs no network."""
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlmodel import select
+
+from core import reports
+from core.accounts import Principal
+from core.alerts import scan_org, update_alert
+from core.db import session_scope
+from core.ingestion import ingest_records
+from core.models import Alert, AlertStatus, AlertUpdate, Role
+from tests.factories import PLANT_END as END
+from tests.factories import ingest_series, make_site, plant_series, signup
+
+TZ = "Europe/Rome"
+
+
+def _records(site_id, meter_id, index, values):
+    return [
+        {
+            "site_id": site_id,
+            "meter_id": meter_id,
+            "timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "value": float(v),
+        }
+        for ts, v in zip(index, values, strict=True)
+    ]
+
+
+def _ingest(engine, org_id, records):
+    with session_scope(engine) as session:
+        out = ingest_records(
+            session,
+            principal=Principal(org_id=org_id, role=Role.admin, kind="user"),
+            records=records,
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    ("week", "monday", "hours"),
+    [
+        ("2026-W43", "2026-10-19", 169),  # clocks go back on Sunday 25 October
+        ("2026-W13", "2026-03-23", 167),  # clocks go forward on Sunday 29 March
+        ("2026-W45", "2026-11-02", 168),
+    ],
+)
+def test_weekly_numbers_equal_the_readings(client, engine, week, monday, hours):
+    a = signup(client, org="Weekly Org")
+    make_site(client, a["headers"], "rome", meters=("main-incomer", "compressor-bank"))
+    zone = ZoneInfo(TZ)
+    start = datetime.fromisoformat(monday).replace(tzinfo=zone).astimezone(UTC)
+    # A day either side, so the week's edges are tested too.
+    index = pd.date_range(start - timedelta(days=1), periods=(9 * 24), freq="h")
+    rng = np.random.default_rng(3)
+    main = rng.uniform(50, 150, len(index)).round(3)
+    comp = rng.uniform(5, 25, len(index)).round(3)
+    missing = set(rng.choice(len(index), 20, replace=False))
+    keep = [i for i in range(len(index)) if i not in missing]
+    _ingest(engine, a["org_id"], _records("rome", "main-incomer", index[keep], main[keep]))
+    _ingest(engine, a["org_id"], _records("rome", "compressor-bank", index, comp))
+
+    with session_scope(engine) as session:
+        report = reports.weekly_report(
+            session,
+            org_id=a["org_id"],
+            week=week,
+            site_id="rome",
+            now=datetime(2026, 12, 1, tzinfo=UTC),
+        )
+    [period] = report["periods"]
+    assert period["hours"] == hours
+    assert period["start_local"].startswith(f"{monday}T00:00:00")
+    # Directly from the readings: the local week is [Monday 00:00, next Monday 00:00).
+    end = (datetime.fromisoformat(monday) + timedelta(days=7)).replace(tzinfo=zone).astimezone(UTC)
+    in_week = (index >= start) & (index < end)
+    rows = {r["meter_id"]: r for r in report["completeness"]["meters"]}
+    kept_in_week = sum(1 for i in keep if in_week[i])
+    assert rows["main-incomer"]["expected_points"] == hours
+    assert rows["main-incomer"]["actual_points"] == kept_in_week
+    assert rows["main-incomer"]["completeness_pct"] == round(100 * kept_in_week / hours, 1)
+    assert rows["compressor-bank"]["actual_points"] == hours
+    assert rows["main-incomer"]["kwh"] == pytest.approx(
+        sum(main[i] for i in keep if in_week[i]), abs=0.05
+    )
+    # kWh per local day: seven days, the DST Sunday with its 23 or 25 hours.
+    local = index.tz_convert(TZ)
+    days = {d["date"]: d["kwh"] for d in report["daily_kwh"] if d["meter_id"] == "compressor-bank"}
+    assert len(days) == 7
+    for day, kwh in days.items():
+        assert kwh == pytest.approx(comp[(local.date.astype(str) == day)].sum(), abs=0.05)
+    sunday = (datetime.fromisoformat(monday) + timedelta(days=6)).date().isoformat()
+    assert sum(1 for d in local.date.astype(str) if d == sunday) == 24 + hours - 168
+
+
+def test_weekly_report_collects_errors_alerts_confirmations_and_avoided_energy(client, engine):
+    a = signup(client, org="Review Org")
+    make_site(client, a["headers"], "rome", meters=("main-incomer",))
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    week = f"{now.isocalendar()[0]}-W{now.isocalendar()[1]:02d}"
+    start, _ = reports.week_bounds(week, TZ)
+    # Ingest errors this week: two bad records next to good ones.
+    records = _records(
+        "rome",
+        "main-incomer",
+        pd.date_range(start - timedelta(days=3), periods=2, freq="h"),
+        [1, 2],
+    )
+    bad = [dict(records[0], value=-5), dict(records[1], unit="MWh")]
+    r = client.post("/api/v1/timeseries/batch", json=records + bad, headers=a["headers"])
+    assert r.json()["failed"] == 2
+    # The meter then falls silent: a data-gap alert, acknowledged this week with its cause.
+    scan_org(engine, org_id=a["org_id"], now=now)
+    with session_scope(engine) as session:
+        alert_id = session.exec(select(Alert.id).where(Alert.org_id == a["org_id"])).one()
+        update_alert(
+            session,
+            org_id=a["org_id"],
+            alert_id=alert_id,
+            data=AlertUpdate(status=AlertStatus.acknowledged, root_cause="relay PC rebooted"),
+            user_id=None,
+            now=start + timedelta(hours=1),
+        )
+    with session_scope(engine) as session:
+        report = reports.weekly_report(session, org_id=a["org_id"], week=week, now=now)
+    assert report["errors_by_code"] == {"INVALID_UNIT": 1, "INVALID_VALUE": 1}
+    assert {(e["meter_id"], e["code"]) for e in report["errors_by_meter"]} == {
+        ("main-incomer", "INVALID_UNIT"),
+        ("main-incomer", "INVALID_VALUE"),
+    }
+    assert [c["root_cause"] for c in report["confirmed_issues"]] == ["relay PC rebooted"]
+    assert report["avoided"]["kwh"] == 0  # a data gap saves nothing
+
+
+def test_avoided_energy_from_a_resolved_waste_alert(client, engine):
+    a = signup(client, org="Fix Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+
+    index, series, _ = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    scan_org(engine, org_id=a["org_id"], now=END)
+    week = "2026-W49"  # Monday 30 November
+    start, end = reports.week_bounds(week, TZ)
+    with session_scope(engine) as session:
+        alert = session.exec(select(Alert).where(Alert.rule == "night-load")).first()
+        update_alert(
+            session,
+            org_id=a["org_id"],
+            alert_id=alert.id,
+            data=AlertUpdate(
+                status=AlertStatus.resolved, action="night shutdown", impact_kwh_per_week=168
+            ),
+            user_id=None,
+            now=start + timedelta(hours=24),
+        )
+    with session_scope(engine) as session:
+        report = reports.weekly_report(
+            session, org_id=a["org_id"], week=week, now=end + timedelta(days=1)
+        )
+    # 168 kWh a week = 1 kWh an hour, over the 168 - 24 hours after the fix.
+    assert report["avoided"]["kwh"] == 144.0
+    assert report["avoided"]["money"] == pytest.approx(144 * 0.20)
+    assert report["confirmed_issues"][0]["action"] == "night shutdown"
+
+
+@pytest.mark.parametrize(
+    ("coverage", "gap", "actionable", "high", "expected"),
+    [
+        (95.0, 1.0, 3, 10.0, [False, True, True, True]),
+        (95.01, 1.0, 3, 10.0, [True, True, True, True]),
+        (99.0, 2.0, 3, 10.0, [True, False, True, True]),
+        (99.0, 1.99, 2, 10.0, [True, True, False, True]),
+        (99.0, 1.99, 3, 0.0, [True, True, True, False]),
+    ],
+)
+def test_scorecard_thresholds(coverage, gap, actionable, high, expected):
+    card = reports.evaluate_scorecard(
+        coverage_pct=coverage,
+        gap_pct=gap,
+        actionable=actionable,
+        savings={"avoidable_kwh_high": high, "headline": "1–2 % avoidable kWh"},
+    )
+    assert [m["passed"] for m in card["metrics"]] == expected
+    assert card["passed"] is all(expected)
+
+
+def test_pilot_report_figures_and_payback(client, engine):
+
+    a = signup(client, org="Pilot Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, _ = plant_series()
+    skip = set(range(len(index) - 50, len(index) - 40))  # 10 hours missing in the last week
+    for meter_id, values in series.items():
+        ingest_series(
+            engine,
+            a["org_id"],
+            "plant",
+            meter_id,
+            index,
+            values,
+            skip=skip if meter_id == "compressor-bank" else (),
+        )
+    scan_org(engine, org_id=a["org_id"], now=END)
+    with session_scope(engine) as session:
+        report = reports.pilot_report(
+            session, org_id=a["org_id"], start=index[0].date(), end=END.date(), cost=1000, now=END
+        )
+    cov = report["coverage"]
+    assert cov["expected_points"] == 2 * len(index)
+    assert cov["actual_points"] == 2 * len(index) - 10
+    assert cov["coverage_pct"] == round(100 * (2 * len(index) - 10) / (2 * len(index)), 2)
+    assert cov["data_gap_alarm_hours"] == 10  # one 10-hour alarm on the compressor
+    assert cov["data_gap_pct"] == round(100 * 10 / (2 * len(index)), 2)
+    # Six weeks without history before: the first two train the baseline.
+    assert report["analysis_from_utc"] == "2026-11-02T00:00:00Z"
+    assert report["savings"]["avoidable_kwh_high"] > 0
+    money_low, money_high = (
+        report["savings"]["annual_money_low"],
+        report["savings"]["annual_money_high"],
+    )
+    assert report["payback"]["years_best"] == round(1000 / money_high, 2)
+    assert report["payback"]["years_worst"] == round(1000 / money_low, 2)
+    scorecard = {m["metric"]: m for m in report["scorecard"]["metrics"]}
+    assert scorecard["coverage"]["passed"] and scorecard["data_gap_hours"]["passed"]
+    assert scorecard["actionable_inefficiencies"]["value"] == report["actionable_count"]
+    assert any(k["rule"] == "night-load" for k in report["key_anomalies"])
+
+
+def test_html_report_is_self_contained_with_its_charts(client, engine):
+
+    a = signup(client, org="Html Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, _ = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    with session_scope(engine) as session:
+        report = reports.pilot_report(session, org_id=a["org_id"], cost=500, now=END)
+    page = reports.render_html(report)
+    # Nothing fetched from elsewhere: no script, stylesheet or image URLs.
+    assert not re.search(r"<script[^>]+src=", page)
+    assert not re.search(r"<link[^>]+href=", page)
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.DOTALL)
+    assert "http://" not in markup and "https://" not in markup
+    # plotly.js inlined once, and each chart drawn by it.
+    assert page.count("Plotly.newPlot") == 3
+    assert len(re.findall(r"<script", page)) >= 4
+    assert ("Pilot scorecard" in page and "PASS" in page) or "FAIL" in page
+    md = reports.render_markdown(report)
+    assert "| Metric | Value | Target | Result |" in md
+    assert "## Data coverage" in md
+
+
+def test_report_api_formats_and_errors(client, engine):
+
+    a = signup(client, org="Api Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, _ = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    h = a["headers"]
+    r = client.get(
+        "/api/v1/reports/weekly", params={"week": "2026-W48", "site_id": "plant"}, headers=h
+    )
+    assert r.status_code == 200 and r.json()["week"] == "2026-W48"
+    r = client.get(
+        "/api/v1/reports/weekly", params={"week": "2026-W48", "format": "html"}, headers=h
+    )
+    assert r.headers["content-type"].startswith("text/html")
+    assert "script-src 'unsafe-inline'" in r.headers["content-security-policy"]
+    assert "Weekly review 2026-W48" in r.text
+    r = client.get("/api/v1/reports/weekly", params={"week": "2026-W48", "format": "md"}, headers=h)
+    assert r.headers["content-type"].startswith("text/markdown") and r.text.startswith("# Weekly")
+    for bad in ("2026-48", "2026-W54"):
+        r = client.get("/api/v1/reports/weekly", params={"week": bad}, headers=h)
+        assert r.status_code == 400, bad
+    r = client.get(
+        "/api/v1/reports/scorecard", params={"start": "2026-10-19", "end": "2026-11-30"}, headers=h
+    )
+    assert r.status_code == 200
+    assert [m["metric"] for m in r.json()["metrics"]] == [
+        "coverage",
+        "data_gap_hours",
+        "actionable_inefficiencies",
+        "savings_range",
+    ]
+    r = client.get(
+        "/api/v1/reports/pilot", params={"start": "2026-11-30", "end": "2026-11-01"}, headers=h
+    )
+    assert r.status_code == 400
+    r = client.get("/api/v1/reports/pilot", params={"start": "yesterday"}, headers=h)
+    assert r.status_code == 400 and r.json()["code"] == "bad_date"
+    r = client.get("/api/v1/reports/pilot", params={"cost": -1}, headers=h)
+    assert r.status_code == 400
