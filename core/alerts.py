@@ -294,13 +294,21 @@ def scan_org(
     for i, (meter, site) in enumerate(meters):
         start = scan_window(now_hour, (touched or {}).get(meter.id), lookback)
         try:
-            with session_scope(engine) as session:
+            window = (start, now_hour)
+            # Computed in a read session that is never committed; the write lock is taken
+            # only when the alerts change (most scans of most meters change nothing).
+            with Session(engine) as session, session.no_autoflush:
                 findings = _meter_findings(session, org_id, meter, site, start, now_hour)
-            with session_scope(engine) as session:
-                begin_write(session)
                 counts = apply_findings(
-                    session, org_id=org_id, meter=meter, window=(start, now_hour), found=findings
+                    session, org_id=org_id, meter=meter, window=window, found=findings, write=False
                 )
+                session.rollback()
+            if any(counts.values()):
+                with session_scope(engine) as session:
+                    begin_write(session)
+                    counts = apply_findings(
+                        session, org_id=org_id, meter=meter, window=window, found=findings
+                    )
         except IntegrityError:
             # A concurrent scan raised the same alert first: its alert stands.
             log.info("alert scan: concurrent scan on meter %s", meter.meter_id)
@@ -386,8 +394,12 @@ def apply_findings(
     window: tuple[datetime, datetime],
     found: list[Finding],
     now: datetime | None = None,
+    write: bool = True,
 ) -> dict[str, int]:
-    """Raise, extend or close this meter's alerts from a scan's findings over `window`."""
+    """Raise, extend or close this meter's alerts from a scan's findings over `window`.
+
+    With `write=False` nothing is added or flushed: the counts say whether a write is needed
+    (the caller discards the session's changes)."""
     now = now or utcnow()
     org = get_org(session, org_id=org_id)
     start, end = window
@@ -396,7 +408,7 @@ def apply_findings(
             select(Alert).where(
                 Alert.org_id == org_id,
                 Alert.meter_pk == meter.id,
-                or_(Alert.end >= start - HOUR, Alert.ongoing),
+                or_(Alert.end >= start - RECUR_GAP - HOUR, Alert.ongoing),
             )
         ).all()
     )
@@ -406,7 +418,7 @@ def apply_findings(
     for f in sorted(found, key=lambda f: f.start):
         alert = next((a for a in existing if _same_finding(a, f)), None)
         if alert is None:
-            alert = _raise(session, org, meter, f, now)
+            alert = _raise(session, org, meter, f, now) if write else _new_alert(org, meter, f, now)
             existing.append(alert)
             raised.append(alert)
             matched.add(id(alert))
@@ -414,7 +426,7 @@ def apply_findings(
             continue
         matched.add(id(alert))
         new = any(alert is r for r in raised)
-        outcome = _merge(session, alert, f, org, now, quiet=new)
+        outcome = _merge(session, alert, f, org, now, quiet=new or not write)
         if outcome and not new:
             counts[outcome] += 1
     # Ongoing alerts this scan no longer sees continuing have ended.
@@ -431,8 +443,11 @@ def apply_findings(
             counts["closed"] += 1
         else:
             counts["updated"] += 1
-        _history(session, alert, kind="closed", changes=changes, now=now)
-        session.add(alert)
+        if write:
+            _history(session, alert, kind="closed", changes=changes, now=now)
+            session.add(alert)
+    if not write:
+        return counts
     for alert in raised:  # one "raised" entry with what the scan found in the end
         _history(session, alert, kind="raised", changes=_raised_changes(alert), now=now)
     session.flush()
@@ -457,7 +472,15 @@ def _same_finding(alert: Alert, f: Finding) -> bool:
 
 
 def _raise(session: Session, org, meter: Meter, f: Finding, now: datetime) -> Alert:
-    alert = Alert(
+    alert = _new_alert(org, meter, f, now)
+    with session.begin_nested():
+        session.add(alert)
+        session.flush()
+    return alert
+
+
+def _new_alert(org, meter: Meter, f: Finding, now: datetime) -> Alert:
+    return Alert(
         org_id=org.id,
         site_pk=meter.site_pk,
         meter_pk=meter.id,
@@ -475,10 +498,6 @@ def _raise(session: Session, org, meter: Meter, f: Finding, now: datetime) -> Al
         created_at=now,
         updated_at=now,
     )
-    with session.begin_nested():
-        session.add(alert)
-        session.flush()
-    return alert
 
 
 def _merge(
@@ -521,7 +540,7 @@ def _merge(
     if not quiet:
         kind = "closed" if outcome == "closed" else "extended"
         _history(session, alert, kind=kind, changes=changes, now=now)
-    session.add(alert)
+        session.add(alert)
     return outcome
 
 

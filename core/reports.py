@@ -103,13 +103,28 @@ def _readings(session: Session, pks: list[int], start: datetime, end: datetime) 
 def completeness_rows(
     session: Session, site: Site, start: datetime, end: datetime, *, readings: pd.DataFrame
 ) -> list[dict]:
-    """Per meter: expected vs ingested hourly points, missing hours and the longest gap."""
-    expected = _hours(start, end)
+    """Per meter: expected vs ingested hourly points, missing hours and the longest gap.
+
+    A meter is expected to report from when it was registered, or from its first reading if
+    history was backfilled from before that; a meter not yet registered has no row."""
+    meters = _meters(session, site)
+    first = dict(
+        session.execute(
+            select(Reading.meter_pk, func.min(Reading.ts))
+            .where(Reading.meter_pk.in_([m.id for m in meters]))
+            .group_by(Reading.meter_pk)
+        ).all()
+    )
     out = []
-    for meter in _meters(session, site):
-        mine = readings[readings["meter_pk"] == meter.id]
+    for meter in meters:
+        since = floor_hour(min(meter.created_at, first.get(meter.id) or meter.created_at))
+        lo = max(start, since)
+        if lo >= end:
+            continue
+        expected = _hours(lo, end)
+        mine = readings[(readings["meter_pk"] == meter.id) & (readings["ts"] >= lo)]
         present = {t.to_pydatetime() for t in mine["ts"]}
-        missing, longest = gap_stats(present, start, end)
+        missing, longest = gap_stats(present, lo, end)
         out.append(
             {
                 "site_id": site.site_id,
@@ -229,11 +244,14 @@ def avoided_energy(
     end: datetime,
     tariff: float,
 ) -> dict:
-    """kWh avoided in [start, end) by the fixes behind resolved alerts.
+    """kWh avoided in [start, end) by the fixes behind resolved alerts, net of recurrence.
 
     Each resolved waste alert saves its estimated impact (kWh a week: the analyst's figure,
-    else the waste rate measured against the baseline while it lasted) from its resolution on.
+    else the waste rate measured against the baseline while it lasted) from its resolution on,
+    less the waste the same rule found on the same meter again since then (the fix did not
+    hold, or only partly), never below zero.
     """
+    waste_rules = [str(r) for r in WASTE_RULES] + ["baseload"]
     rows = session.exec(
         select(Alert, Site, Meter)
         .join(Site, Site.id == Alert.site_pk)
@@ -242,16 +260,25 @@ def avoided_energy(
             Alert.org_id == org_id,
             Alert.site_pk.in_([s.id for s in sites]),
             Alert.status == AlertStatus.resolved,
-            Alert.rule.in_([str(r) for r in WASTE_RULES] + ["baseload"]),
+            Alert.rule.in_(waste_rules),
             Alert.resolved_at < end,
         )
     ).all()
     items, total = [], 0.0
     for alert, site, meter in rows:
         from_ = max(alert.resolved_at, start)
-        share = _hours(from_, end) / 168
-        kwh = effective_impact(alert) * share
-        if kwh <= 0:
+        estimated = effective_impact(alert) * _hours(from_, end) / 168
+        recurred = session.execute(
+            select(func.coalesce(func.sum(Alert.wasted_kwh), 0.0)).where(
+                Alert.meter_pk == alert.meter_pk,
+                Alert.rule == alert.rule,
+                Alert.id != alert.id,
+                Alert.start >= from_,
+                Alert.start < end,
+            )
+        ).scalar_one()
+        kwh = max(estimated - float(recurred), 0.0)
+        if estimated <= 0:
             continue
         total += kwh
         items.append(
@@ -263,6 +290,8 @@ def avoided_energy(
                 "resolved_at": iso_z(alert.resolved_at),
                 "action": alert.action,
                 "impact_kwh_per_week": round(effective_impact(alert), 1),
+                "estimated_kwh": round(estimated, 1),
+                "recurred_kwh": round(float(recurred), 1),
                 "avoided_kwh": round(kwh, 1),
                 "avoided_money": round(kwh * tariff, 2),
             }
@@ -359,7 +388,8 @@ def weekly_report(
             "alerts": avoided["alerts"],
             "method": "each resolved waste alert saves its estimated kWh a week from its "
             "resolution on (the analyst's estimate, else the waste rate it measured "
-            "against the baseline)",
+            "against the baseline), less the waste the same rule found on that meter "
+            "again since",
         },
         "next_week_focus": focus[:FOCUS_ITEMS],
     }

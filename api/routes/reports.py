@@ -29,12 +29,12 @@ def _render(report: dict, fmt: ReportFormat, name: str) -> Response:
     if fmt == ReportFormat.md:
         return Response(
             reports.render_markdown(report),
-            media_type="text/markdown; charset=utf-8",
+            media_type="text/markdown",
             headers={"content-disposition": f'inline; filename="{name}.md"'},
         )
     return Response(
         reports.render_html(report),
-        media_type="text/html; charset=utf-8",
+        media_type="text/html",
         headers={
             "content-disposition": f'inline; filename="{name}.html"',
             "content-security-policy": REPORT_CSP,
