@@ -29,8 +29,10 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -403,6 +405,10 @@ def apply_findings(
     now = now or utcnow()
     org = get_org(session, org_id=org_id)
     start, end = window
+    if write:
+        # One writer per meter at a time (PostgreSQL; SQLite writers are serialised anyway):
+        # two scans of the same meter would otherwise both merge into the same alert.
+        session.execute(select(Meter.id).where(Meter.id == meter.id).with_for_update())
     existing = list(
         session.exec(
             select(Alert).where(
@@ -461,6 +467,10 @@ def _raised_changes(alert: Alert) -> dict:
 def _same_finding(alert: Alert, f: Finding) -> bool:
     if _family(alert.rule) != _family(f.rule):
         return False
+    if alert.status in (AlertStatus.resolved, AlertStatus.dismissed) and f.start >= alert.end:
+        # The problem is back after someone closed it: a new alert, so triage sees it (and the
+        # avoided energy of the fix is netted against it).
+        return False
     if alert.start <= f.end and f.start <= alert.end:
         return True  # overlapping or touching
     return (
@@ -507,9 +517,12 @@ def _merge(
     `quiet`: the alert was raised by this scan, its "raised" entry will say it all."""
     before = _snapshot(alert)
     new_start, new_end = min(alert.start, f.start), max(alert.end, f.end)
-    ongoing = f.ongoing if f.end >= alert.end else alert.ongoing
+    # A finding that reaches the alert's last hour says whether it still goes on.
+    ongoing = f.ongoing if f.end >= alert.end - HOUR else alert.ongoing
     if alert.rule == AlertRule.data_gap and alert.ongoing and not f.ongoing:
-        new_end, ongoing = f.end, False  # data returned (perhaps late): the gap ends there
+        # Data returned: the alarm keeps the silence the scans observed, however the hours
+        # were filled in afterwards.
+        ongoing = False
     if _family(alert.rule) == "waste":
         hourly = {**alert.evidence.get("hourly", {}), **f.evidence["hourly"]}
         merged = Finding(alert.rule, new_start, new_end, ongoing, evidence={"hourly": hourly})
@@ -864,7 +877,7 @@ class IngestScanScheduler:
         self._stop = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._thread = threading.Thread(target=self._loop, name="alert-scan", daemon=True)
-        self.completed: list[dict] = []
+        self.completed: deque[dict] = deque(maxlen=100)  # the latest outcomes
 
     def start(self) -> None:
         self._thread.start()
@@ -882,10 +895,28 @@ class IngestScanScheduler:
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop at once: a scan in progress is abandoned (it writes per meter, and the next
+        scan redoes whatever it did not finish)."""
+        with self._lock:
+            self._stop.set()
+            pool, self._pool = self._pool, None
         self._wake.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            # shutdown() cannot interrupt a running job; terminating the worker does, so the
+            # server's exit never waits for a scan.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _worker(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._pool is None and not self._stop.is_set():
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_lower_priority,
+                )
+            return self._pool
 
     def _take(self) -> dict:
         with self._lock:
@@ -908,17 +939,21 @@ class IngestScanScheduler:
                 self._stop.wait(remaining)
                 continue
             for org_id, touched in self._take().items():
+                pool = self._worker()
+                if pool is None:
+                    return
                 try:
-                    if self._pool is None:
-                        self._pool = ProcessPoolExecutor(
-                            max_workers=1,
-                            mp_context=multiprocessing.get_context("spawn"),
-                            initializer=_lower_priority,
-                        )
-                    job = self._pool.submit(run_scan_job, self.database_url, org_id, touched)
-                    outcome = job.result()
+                    outcome = pool.submit(run_scan_job, self.database_url, org_id, touched).result()
                     self.completed.append({"org_id": org_id, **outcome})
                     log.info("alert scan after ingest: org %s %s", org_id, outcome)
+                except BrokenProcessPool:
+                    if self._stop.is_set():
+                        return
+                    # The worker died (killed, out of memory): start a new one next time; the
+                    # next cron or batch scan covers these meters again.
+                    log.error("alert scan worker died; org %s is rescanned later", org_id)
+                    with self._lock:
+                        self._pool = None
                 except Exception:
                     if self._stop.is_set():
                         return

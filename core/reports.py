@@ -53,9 +53,10 @@ def parse_week(week: str) -> tuple[int, int]:
     return year, number
 
 
-def current_week(now: datetime | None = None) -> str:
-    """The last complete ISO week (the one a Monday meeting reviews)."""
-    y, w, _ = ((now or utcnow()) - timedelta(days=7)).isocalendar()
+def current_week(now: datetime | None = None, tz: str = "UTC") -> str:
+    """The last complete ISO week in a time zone (the one a Monday meeting reviews)."""
+    local = (now or utcnow()).astimezone(ZoneInfo(tz))
+    y, w, _ = (local - timedelta(days=7)).isocalendar()
     return f"{y}-W{w:02d}"
 
 
@@ -64,10 +65,13 @@ def week_bounds(week: str, tz: str) -> tuple[datetime, datetime]:
     year, number = parse_week(week)
     monday = date.fromisocalendar(year, number, 1)
     zone = ZoneInfo(tz)
-    start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
-    nxt = monday + timedelta(days=7)
-    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
+        nxt = monday + timedelta(days=7)
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"week {week} is out of range", code="bad_week") from None
 
 
 def _hours(start: datetime, end: datetime) -> int:
@@ -122,7 +126,9 @@ def completeness_rows(
         if lo >= end:
             continue
         expected = _hours(lo, end)
-        mine = readings[(readings["meter_pk"] == meter.id) & (readings["ts"] >= lo)]
+        mine = readings[
+            (readings["meter_pk"] == meter.id) & (readings["ts"] >= lo) & (readings["ts"] < end)
+        ]
         present = {t.to_pydatetime() for t in mine["ts"]}
         missing, longest = gap_stats(present, lo, end)
         out.append(
@@ -312,10 +318,10 @@ def weekly_report(
 ) -> dict:
     """The weekly review of one site (or every site) for an ISO week in local time."""
     now = now or utcnow()
-    week = week or current_week(now)
-    parse_week(week)
     org = get_org(session, org_id=org_id)
     sites = _sites(session, org_id, site_id)
+    week = week or current_week(now, sites[0].timezone if sites else "UTC")
+    parse_week(week)
     periods, rows, days, new_alerts = [], [], [], []
     confirmed: dict[int, dict] = {}
     errors: Counter[str] = Counter()
@@ -454,7 +460,10 @@ def pilot_period(
         start = (first or now).date()
     if end is None:
         end = now.date() + timedelta(days=1)
-    lo, hi = as_utc(start), as_utc(end)
+    try:
+        lo, hi = as_utc(start), as_utc(end)
+    except OverflowError:
+        raise InvalidInput("start or end is out of range", code="bad_date") from None
     if hi <= lo:
         raise InvalidInput("end must be after start")
     if hi - lo > timedelta(days=MAX_PILOT_DAYS):

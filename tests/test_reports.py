@@ -301,7 +301,7 @@ def test_report_api_formats_and_errors(client, engine):
     assert "Weekly review 2026-W48" in r.text
     r = client.get("/api/v1/reports/weekly", params={"week": "2026-W48", "format": "md"}, headers=h)
     assert r.headers["content-type"].startswith("text/markdown") and r.text.startswith("# Weekly")
-    for bad in ("2026-48", "2026-W54"):
+    for bad in ("2026-48", "2026-W54", "9999-W52"):
         r = client.get("/api/v1/reports/weekly", params={"week": bad}, headers=h)
         assert r.status_code == 400, bad
     r = client.get(
@@ -320,5 +320,9 @@ def test_report_api_formats_and_errors(client, engine):
     assert r.status_code == 400
     r = client.get("/api/v1/reports/pilot", params={"start": "yesterday"}, headers=h)
     assert r.status_code == 400 and r.json()["code"] == "bad_date"
+    r = client.get(
+        "/api/v1/reports/pilot", params={"start": "0001-01-01T00:00:00+01:00"}, headers=h
+    )
+    assert r.status_code == 400
     r = client.get("/api/v1/reports/pilot", params={"cost": -1}, headers=h)
     assert r.status_code == 400
