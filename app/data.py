@@ -1,13 +1,250 @@
-"""Cached reads from core for the views, keyed by org_id and plain parameters."""
+"""Cached reads from core for the pages, keyed by org_id and plain parameters.
 
+Every loader takes the org_id of the signed-in user first, so one organisation's cache entries
+can never answer another's. Times are passed as ISO strings rounded to the hour, so reruns
+within the hour hit the cache. `invalidate()` clears everything after a write.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
 import streamlit as st
 
-from core import sites
-from core.db import session_scope
+from core import alerts, health, readings, reports, sites, tokens
+from core.accounts import get_org
+from core.analytics import AnalyticsService, combine_savings
+from core.db import session_scope, utcnow
+from core.health import floor_hour
+from core.models import MeterKind
+
+TTL = 300
+
+
+def invalidate() -> None:
+    st.cache_data.clear()
+
+
+def now_hour() -> datetime:
+    return floor_hour(utcnow())
+
+
+def _t(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def org_settings(org_id: int) -> dict:
+    with session_scope() as session:
+        org = get_org(session, org_id=org_id)
+        return {
+            "name": org.name,
+            "currency": org.currency,
+            "tariff_per_kwh": org.tariff_per_kwh,
+            "sector": org.sector,
+        }
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def site_overview(org_id: int) -> list[dict]:
+    """The org's sites as plain rows (site_id, name, timezone, schedule, meter_count…)."""
+    with session_scope() as session:
+        return [s.model_dump() for s in sites.list_sites(session, org_id=org_id)]
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def site_meters(org_id: int, site_id: str) -> list[dict]:
+    with session_scope() as session:
+        site, meters = sites.list_meters(session, org_id=org_id, site_id=site_id)
+        return [sites.meter_public(m, site).model_dump() for m in meters]
+
+
+def energy_meters(org_id: int, site_id: str) -> list[dict]:
+    return [m for m in site_meters(org_id, site_id) if MeterKind(m["kind"]).is_energy]
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def site_overview(org_id: int) -> list[dict]:
-    """The org's sites as plain rows (site_id, name, timezone, meter_count)."""
+def ingest_health(org_id: int, window_hours: int, site_id: str | None = None) -> list[dict]:
     with session_scope() as session:
-        return [s.model_dump() for s in sites.list_sites(session, org_id=org_id)]
+        return health.ingest_health(
+            session, org_id=org_id, window_hours=window_hours, site_id=site_id
+        )["meters"]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def ingest_metrics(org_id: int) -> dict:
+    with session_scope() as session:
+        return health.ingest_metrics(session, org_id=org_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def completeness_matrix(org_id: int, start: str, end: str, bucket: str) -> pd.DataFrame:
+    with session_scope() as session:
+        rows = health.completeness_matrix(
+            session, org_id=org_id, start=_t(start), end=_t(end), bucket=bucket
+        )
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def errors_timeline(org_id: int, since: str) -> pd.DataFrame:
+    with session_scope() as session:
+        rows = health.errors_timeline(session, org_id=org_id, since=_t(since))
+    return pd.DataFrame(rows, columns=["day", "code", "count"])
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def baseline(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
+    with session_scope() as session:
+        return AnalyticsService(session, org_id=org_id).baseline(
+            site_id, meter_id, _t(start), _t(end)
+        )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def anomalies(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
+    with session_scope() as session:
+        return AnalyticsService(session, org_id=org_id).anomalies(
+            site_id, meter_id, _t(start), _t(end)
+        )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def kpis(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
+    with session_scope() as session:
+        return AnalyticsService(session, org_id=org_id).compute_kpis(
+            site_id, meter_id, _t(start), _t(end)
+        )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def series(
+    org_id: int, site_id: str, meter_id: str, start: str, end: str, resolution: str
+) -> list[dict]:
+    with session_scope() as session:
+        return readings.series(
+            session,
+            org_id=org_id,
+            site_id=site_id,
+            meter_id=meter_id,
+            start=_t(start),
+            end=_t(end),
+            resolution=readings.Resolution(resolution),
+        )["points"]
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def site_opportunities(org_id: int, site_id: str, start: str, end: str) -> dict:
+    with session_scope() as session:
+        return AnalyticsService(session, org_id=org_id).site_opportunities(
+            site_id, _t(start), _t(end)
+        )
+
+
+def savings(org_id: int, start: str, end: str) -> dict:
+    """The organisation's savings range, from the (cached) opportunities of each site."""
+    per_site = [site_opportunities(org_id, s["site_id"], start, end) for s in site_overview(org_id)]
+    return combine_savings(per_site, org_settings(org_id)["currency"])
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def last_24h(org_id: int, site_id: str, end: str) -> dict:
+    """The site's last 24 h of kWh against the baseline's expectation for the same hours.
+
+    Totals come from the main incomer(s), else from the sub-meters (as the savings do)."""
+    meters = energy_meters(org_id, site_id)
+    mains = [m for m in meters if m["kind"] == MeterKind.main_incomer]
+    counted = mains or meters
+    stop = _t(end)
+    start = stop - timedelta(hours=24)
+    actual = expected = 0.0
+    hours = 0
+    without = []
+    with session_scope() as session:
+        service = AnalyticsService(session, org_id=org_id)
+        for m in counted:
+            out = service.baseline(site_id, m["meter_id"], start, stop)
+            if not out["ok"]:
+                without.append(m["meter_id"])
+                continue
+            for row in out["series"]:
+                if row.get("actual_kwh") is not None:
+                    actual += row["actual_kwh"]
+                    expected += row["expected_kwh"]
+                    hours += 1
+    return {
+        "actual_kwh": actual,
+        "expected_kwh": expected,
+        "hours": hours,
+        "meters": [m["meter_id"] for m in counted],
+        "without_baseline": without,
+    }
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def alert_list(
+    org_id: int,
+    status: str | None = None,
+    site_id: str | None = None,
+    rule: str | None = None,
+    limit: int = 500,
+) -> dict:
+    with session_scope() as session:
+        return alerts.list_alerts(
+            session, org_id=org_id, status=status, site_id=site_id, rule=rule, limit=limit
+        )
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def alert_detail(org_id: int, alert_id: int) -> dict:
+    with session_scope() as session:
+        return alerts.get_alert(session, org_id=org_id, alert_id=alert_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def weekly_report(org_id: int, week: str, site_id: str | None) -> dict:
+    with session_scope() as session:
+        return reports.weekly_report(session, org_id=org_id, week=week, site_id=site_id)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def pilot_report(
+    org_id: int, start: str | None, end: str | None, site_id: str | None, cost: float | None
+) -> dict:
+    with session_scope() as session:
+        return reports.pilot_report(
+            session, org_id=org_id, start=start, end=end, site_id=site_id, cost=cost
+        )
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def report_html(report: dict) -> str:
+    return reports.render_html(report)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def token_list(org_id: int) -> list[dict]:
+    with session_scope() as session:
+        return [
+            tokens.to_public(t).model_dump() for t in tokens.list_tokens(session, org_id=org_id)
+        ]
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def mapping_csv(org_id: int) -> str:
+    with session_scope() as session:
+        return sites.mapping_csv(session, org_id=org_id)
+
+
+def ago(ts: str | datetime | None, now: datetime | None = None) -> str:
+    """'3 h ago' style age of a UTC timestamp."""
+    if not ts:
+        return "never"
+    when = datetime.fromisoformat(ts.replace("Z", "+00:00")) if isinstance(ts, str) else ts
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    if seconds < 90:
+        return "just now"
+    if seconds < 3600 * 1.5:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} d ago"

@@ -1,4 +1,4 @@
-"""CEI app entry point: page frame, login gate and navigation."""
+"""CEI app entry point: page frame, login gate and navigation by role."""
 
 import streamlit as st
 
@@ -15,10 +15,27 @@ else:
         st.caption(f"{user['email']} · {user['role']}")
         if st.button("Sign out", icon=":material/logout:"):
             logout()
-    st.navigation(
-        {
-            "Monitor": [
-                st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
-            ],
-        }
-    ).run()
+    pages = {
+        "Monitor": [
+            st.Page(
+                "views/dashboard.py", title="Dashboard", icon=":material/dashboard:", default=True
+            ),
+            st.Page("views/site.py", title="Site view", icon=":material/show_chart:"),
+            st.Page("views/health.py", title="Data health", icon=":material/monitor_heart:"),
+        ],
+        "Act": [
+            st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
+            st.Page(
+                "views/opportunities.py", title="Opportunities & savings", icon=":material/savings:"
+            ),
+            st.Page("views/reports.py", title="Reports", icon=":material/summarize:"),
+        ],
+    }
+    manage = []
+    if user["role"] in ("admin", "analyst"):
+        manage.append(st.Page("views/upload.py", title="Upload CSV", icon=":material/upload:"))
+    if user["role"] == "admin":
+        manage.append(st.Page("views/settings.py", title="Settings", icon=":material/settings:"))
+    if manage:
+        pages["Manage"] = manage
+    st.navigation(pages).run()

@@ -80,7 +80,16 @@ class AnalyticsService:
         return start, end
 
     def _drivers(self, site, start: datetime, end: datetime):
-        """The site's outdoor temperature and production series, when it has such meters."""
+        """The site's outdoor temperature and production series, when it has such meters.
+
+        Kept per service: every meter of a site shares them."""
+        key = (site.id, start, end)
+        cache = self.__dict__.setdefault("_driver_cache", {})
+        if key not in cache:
+            cache[key] = self._load_drivers(site, start, end)
+        return cache[key]
+
+    def _load_drivers(self, site, start: datetime, end: datetime):
         found = {}
         meters = self.session.exec(
             select(Meter).where(Meter.site_pk == site.id, Meter.org_id == self.org_id)
@@ -244,32 +253,7 @@ class AnalyticsService:
             else [s.site_id for s in list_sites(self.session, org_id=self.org_id)]
         )
         per_site = [self.site_opportunities(s, start, end) for s in site_ids]
-        consumption = sum(p["savings"]["consumption_kwh"] for p in per_site)
-        low = sum(p["savings"]["avoidable_kwh_low"] for p in per_site)
-        high = sum(p["savings"]["avoidable_kwh_high"] for p in per_site)
-        money_low = sum(p["savings"]["annual_money_low"] for p in per_site)
-        money_high = sum(p["savings"]["annual_money_high"] for p in per_site)
-        pct_low = 100 * low / consumption if consumption else 0.0
-        pct_high = 100 * high / consumption if consumption else 0.0
-        cur = self.org.currency
-        return {
-            "scope": site_id or "organisation",
-            "sites": [{"site_id": p["site_id"], **p["savings"]} for p in per_site],
-            "consumption_kwh": round(consumption, 1),
-            "avoidable_kwh_low": round(low, 1),
-            "avoidable_kwh_high": round(high, 1),
-            "avoidable_pct_low": round(pct_low, 1),
-            "avoidable_pct_high": round(pct_high, 1),
-            "annual_money_low": money_low,
-            "annual_money_high": money_high,
-            "currency": cur,
-            "narrative": (
-                f"CEI shows {percent_range(pct_low, pct_high)} % avoidable kWh and "
-                f"{cur} {money_low:,.0f}–{money_high:,.0f} per year savings potential."
-                if high > 0
-                else "No avoidable waste found in this period."
-            ),
-        }
+        return combine_savings(per_site, self.org.currency, scope=site_id or "organisation")
 
     def compute_kpis(self, site_id: str, meter_id: str, start=None, end=None) -> dict:
         start, end = self.window(start, end)
@@ -300,6 +284,36 @@ class AnalyticsService:
             "meter_id": meter_id,
             **kpi_module.benchmark_against_industry(kpis, self.org.sector),
         }
+
+
+def combine_savings(per_site: list[dict], currency: str, *, scope: str = "organisation") -> dict:
+    """The savings range of several sites from their `site_opportunities` results."""
+    consumption = sum(p["savings"]["consumption_kwh"] for p in per_site)
+    low = sum(p["savings"]["avoidable_kwh_low"] for p in per_site)
+    high = sum(p["savings"]["avoidable_kwh_high"] for p in per_site)
+    money_low = sum(p["savings"]["annual_money_low"] for p in per_site)
+    money_high = sum(p["savings"]["annual_money_high"] for p in per_site)
+    pct_low = 100 * low / consumption if consumption else 0.0
+    pct_high = 100 * high / consumption if consumption else 0.0
+    cur = currency
+    return {
+        "scope": scope,
+        "sites": [{"site_id": p["site_id"], **p["savings"]} for p in per_site],
+        "consumption_kwh": round(consumption, 1),
+        "avoidable_kwh_low": round(low, 1),
+        "avoidable_kwh_high": round(high, 1),
+        "avoidable_pct_low": round(pct_low, 1),
+        "avoidable_pct_high": round(pct_high, 1),
+        "annual_money_low": money_low,
+        "annual_money_high": money_high,
+        "currency": cur,
+        "narrative": (
+            f"CEI shows {percent_range(pct_low, pct_high)} % avoidable kWh and "
+            f"{cur} {money_low:,.0f}–{money_high:,.0f} per year savings potential."
+            if high > 0
+            else "No avoidable waste found in this period."
+        ),
+    }
 
 
 def trailing_baseline(

@@ -120,6 +120,20 @@ def _holiday_calendar(country: str | None):
         return None
 
 
+def holiday_mask(local: pd.DatetimeIndex, country: str | None) -> np.ndarray:
+    """True at the hours (a local-time index) that fall on the country's public holidays."""
+    cal = _holiday_calendar(country)
+    if cal is None or not len(local):
+        return np.zeros(len(local), dtype=bool)
+    # One calendar lookup per day, not per hour.
+    days = local.normalize().tz_localize(None)
+    unique, inverse = np.unique(days.to_numpy(), return_inverse=True)
+    on_day = np.fromiter(
+        (pd.Timestamp(d).date() in cal for d in unique), dtype=bool, count=len(unique)
+    )
+    return on_day[inverse]
+
+
 @dataclass
 class _Design:
     """How to turn timestamps and drivers into the model's columns."""
@@ -133,11 +147,7 @@ class _Design:
         return index.tz_convert(self.tz)
 
     def holiday_mask(self, local: pd.DatetimeIndex) -> np.ndarray:
-        cal = _holiday_calendar(self.country)
-        if cal is None:
-            return np.zeros(len(local), dtype=bool)
-        dates = local.date
-        return np.fromiter((d in cal for d in dates), dtype=bool, count=len(dates))
+        return holiday_mask(local, self.country)
 
     def groups(self, index: pd.DatetimeIndex) -> np.ndarray:
         """The time group of each hour: local hour of week 0..167, or 168 + hour on holidays."""

@@ -43,6 +43,22 @@ def _api_argv(host: str, port: int) -> list[str]:
     ]
 
 
+def _app_config_flags() -> list[str]:
+    """The project's .streamlit/config.toml as command-line flags, so the theme applies from
+    whatever directory `cei up` is started in (Streamlit only reads the current one's)."""
+    import tomllib
+
+    path = _app_main().parent.parent / ".streamlit" / "config.toml"
+    if not path.is_file():
+        return []
+    flags = []
+    for section, values in tomllib.loads(path.read_text(encoding="utf-8")).items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
+
+
 def _app_argv(port: int, host: str) -> list[str]:
     return [
         sys.executable,
@@ -50,6 +66,7 @@ def _app_argv(port: int, host: str) -> list[str]:
         "streamlit",
         "run",
         str(_app_main()),
+        *_app_config_flags(),
         "--server.port",
         str(port),
         "--server.address",

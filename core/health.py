@@ -230,3 +230,57 @@ def ingest_metrics(session: Session, *, org_id: int, now: datetime | None = None
         "errors_by_code_7d": dict(sorted(total_errors.items())),
         "meters": rows,
     }
+
+
+def completeness_matrix(
+    session: Session,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    bucket: str = "day",
+    site_id: str | None = None,
+) -> list[dict]:
+    """Points per meter per UTC day (or hour) in [start, end), with the hours expected there.
+
+    Hours are UTC: a heat map of a pipe's health needs no local calendar.
+    """
+    if bucket not in ("day", "hour"):
+        raise ValueError("bucket is day or hour")
+    meters = org_meters(session, org_id=org_id, site_id=site_id)
+    present = hours_present(session, [m.pk for m in meters], start, end)
+    out = []
+    for m in meters:
+        counts: Counter[datetime] = Counter()
+        for ts in present[m.pk]:
+            counts[ts.replace(hour=0) if bucket == "day" else ts] += 1
+        t = start if bucket == "hour" else start.replace(hour=0)
+        step = HOUR if bucket == "hour" else timedelta(days=1)
+        while t < end:
+            lo, hi = max(t, start), min(t + step, end)
+            out.append(
+                {
+                    "site_id": m.site_id,
+                    "meter_id": m.meter_id,
+                    "bucket_utc": iso_z(t),
+                    "points": counts.get(t, 0),
+                    "expected": int((hi - lo) / HOUR),
+                }
+            )
+            t += step
+    return out
+
+
+def errors_timeline(session: Session, *, org_id: int, since: datetime) -> list[dict]:
+    """Ingest errors by UTC day and code since a time, from the batch audit."""
+    rows = session.execute(
+        select(IngestBatch.received_at, IngestBatch.errors_by_code).where(
+            IngestBatch.org_id == org_id, IngestBatch.received_at >= since
+        )
+    )
+    per_day: Counter[tuple[str, str]] = Counter()
+    for received, by_code in rows:
+        day = _aware(received).strftime("%Y-%m-%d")
+        for code, n in (by_code or {}).items():
+            per_day[(day, code)] += n
+    return [{"day": d, "code": c, "count": n} for (d, c), n in sorted(per_day.items())]

@@ -1050,3 +1050,36 @@ def _prepend(first, rest: Iterable) -> Iterator:
     if first is not None:
         yield first
         yield from rest
+
+
+def preview_csv(
+    engine: Engine,
+    *,
+    principal: Principal,
+    stream: IO[str],
+    rows: int = 20,
+    mode: IngestMode = IngestMode.insert,
+    default_site: str | None = None,
+) -> tuple[list[dict], IngestResult]:
+    """The first `rows` rows and what ingesting them would do, without storing anything.
+
+    Runs the real ingestion in a transaction that is rolled back, so the verdicts (duplicate,
+    unknown meter, conflict…) are exactly what the upload will say.
+    """
+    records, lines = next(
+        iter_csv_chunks(stream, chunk_rows=rows, default_site=default_site), ([], [])
+    )
+    with Session(engine) as session:
+        try:
+            result = ingest_records(
+                session,
+                principal=principal,
+                records=[_csv_record(r) for r in records],
+                source=ReadingSource.csv,
+                mode=mode,
+                lines=lines,
+                from_text=True,
+            )
+        finally:
+            session.rollback()
+    return [{"line": n, **r} for r, n in zip(records, lines, strict=True)], result

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from core.anomalies import SPIKE_MAX_HOURS, detect_anomalies
-from core.baselines import BaselineFit, _holiday_calendar
+from core.baselines import BaselineFit, holiday_mask
 
 HOURS_PER_YEAR = 8760
 BIAS_ALLOWANCE = 0.05
@@ -117,12 +117,7 @@ def time_classes(
 ) -> np.ndarray:
     """Per hour: 'weekend' (rest day or holiday), 'night' (working day, off schedule), 'shift'."""
     local = index.tz_convert(tz)
-    cal = _holiday_calendar(country)
-    holiday = (
-        np.fromiter((d in cal for d in local.date), dtype=bool, count=len(local))
-        if cal is not None
-        else np.zeros(len(local), dtype=bool)
-    )
+    holiday = holiday_mask(local, country)
     rest = ~np.isin(local.day_of_week.to_numpy(), schedule.workdays) | holiday
     minutes = local.hour.to_numpy() * 60
     start = schedule.start.hour * 60 + schedule.start.minute

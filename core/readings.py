@@ -8,7 +8,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select, type_coerce
 from sqlmodel import Session
 
 from core.errors import InvalidInput
@@ -101,18 +101,26 @@ def hourly_values(session: Session, *, meter_pk: int, start: datetime, end: date
     start_h = pd.Timestamp(start).tz_convert("UTC").ceil("h")
     end_h = pd.Timestamp(end).tz_convert("UTC").ceil("h")
     index = pd.date_range(start_h, end_h, freq="h", inclusive="left", name="ts")
+    # SQLite keeps UTC text: read it raw and parse it in one vectorised call instead of one
+    # Python datetime per row (a year of hours is 8,760 rows per meter).
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    ts_col = type_coerce(Reading.ts, String) if sqlite else Reading.ts
     rows = session.execute(
-        select(Reading.ts, Reading.value).where(
+        select(ts_col, Reading.value).where(
             Reading.meter_pk == meter_pk,
             Reading.ts >= start_h.to_pydatetime(),
             Reading.ts < end_h.to_pydatetime(),
         )
     ).all()
-    stored = pd.Series(
-        [v for _, v in rows],
-        index=pd.DatetimeIndex([t for t, _ in rows], tz="UTC"),
-        dtype="float64",
+    stamps = [t for t, _ in rows]
+    when = (
+        pd.to_datetime(stamps, format="%Y-%m-%d %H:%M:%S.%f", utc=True)
+        if sqlite
+        else pd.DatetimeIndex(stamps, tz="UTC")
+        if stamps
+        else pd.DatetimeIndex([], tz="UTC")
     )
+    stored = pd.Series([v for _, v in rows], index=when, dtype="float64")
     return stored.reindex(index)
 
 

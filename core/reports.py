@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from core.accounts import get_org
 from core.alerts import WASTE_RULES, alert_public, effective_impact, gap_hours
-from core.analytics import AnalyticsService
+from core.analytics import AnalyticsService, combine_savings
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.health import HOUR, completeness, floor_hour, gap_stats, iso_z
@@ -586,10 +586,9 @@ def pilot_report(
     service = AnalyticsService(session, org_id=org_id)
     opportunities, savings = [], None
     if analysis_from < until - timedelta(days=1):
-        savings = service.savings(site_id, analysis_from, until)
-        for s in sites:
-            opps = service.site_opportunities(s.site_id, analysis_from, until)
-            opportunities += opps["opportunities"]
+        per_site = [service.site_opportunities(s.site_id, analysis_from, until) for s in sites]
+        savings = combine_savings(per_site, org.currency, scope=site_id or "organisation")
+        opportunities = [o for p in per_site for o in p["opportunities"]]
     opportunities.sort(key=lambda o: -o["annual_money_high"])
     actionable = actionable_findings(opportunities, savings)
     savings = savings or {"avoidable_kwh_high": 0, "narrative": "Not enough data to analyse."}

@@ -1,14 +1,7 @@
 """Login gate of the Streamlit app: same users as the API, errors shown, logout works."""
 
-from app.data import site_overview
+from tests.app.conftest import sign_in as _sign_in
 from tests.factories import PASSWORD, make_site, signup
-
-
-def _sign_in(at, email, password):
-    at.text_input[0].input(email)
-    at.text_input[1].input(password)
-    at.button[0].click().run()
-    return at
 
 
 def test_login_page_is_shown_when_signed_out(at):
@@ -32,21 +25,22 @@ def test_overlong_password_is_an_error_not_a_crash(at, client):
     assert "72 bytes" in at.error[0].value
 
 
-def test_sign_in_with_api_user_shows_home_with_sites(at, client):
+def test_sign_in_with_api_user_shows_the_dashboard_of_its_sites(at, client):
     user = signup(client, org="Bologna Works")
     make_site(client, user["headers"], "site-22", meters=("main-incomer", "compressor-bank"))
-    site_overview.clear()
     _sign_in(at, user["email"].upper(), PASSWORD)
     assert not at.exception
     assert at.session_state["principal"]["org_name"] == "Bologna Works"
-    assert [m.value for m in at.metric] == ["1", "2"]
-    assert at.dataframe[0].value["site_id"].tolist() == ["site-22"]
+    assert at.title[0].value == "Dashboard"
+    assert any("Plant site-22" in m.value for m in at.markdown)
+    widget = at.dataframe[0].value
+    assert widget["meter_id"].tolist() == ["compressor-bank", "main-incomer"]
+    assert widget["actual_points"].tolist() == [0, 0]  # registered, silent so far
     assert "Bologna Works" in at.sidebar.markdown[0].value
 
 
 def test_empty_org_gets_first_run_guidance(at, client):
     user = signup(client, org="Empty Co")
-    site_overview.clear()
     _sign_in(at, user["email"], PASSWORD)
     assert not at.exception
     assert "No sites yet" in at.info[0].value
