@@ -148,31 +148,38 @@ def savings(org_id: int, start: str, end: str) -> dict:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def last_24h(org_id: int, site_id: str, end: str) -> dict:
-    """The site's last 24 h of kWh against the baseline's expectation for the same hours.
+    """The site's last 24 h of kWh, and the baseline's expectation for the same hours.
 
-    Totals come from the main incomer(s), else from the sub-meters (as the savings do)."""
+    Totals come from the main incomer(s), else from the sub-meters (as the savings do). The
+    comparison uses only the meters and hours that have a baseline, like for like."""
     meters = energy_meters(org_id, site_id)
     mains = [m for m in meters if m["kind"] == MeterKind.main_incomer]
     counted = mains or meters
     stop = _t(end)
     start = stop - timedelta(hours=24)
-    actual = expected = 0.0
+    actual = compared = expected = 0.0
     hours = 0
     without = []
     with session_scope() as session:
         service = AnalyticsService(session, org_id=org_id)
         for m in counted:
+            points = readings.series(
+                session, org_id=org_id, site_id=site_id, meter_id=m["meter_id"],
+                start=start, end=stop,
+            )["points"]  # fmt: skip
+            actual += sum(p["kwh"] for p in points if p["kwh"] is not None)
+            hours = max(hours, sum(1 for p in points if p["kwh"] is not None))
             out = service.baseline(site_id, m["meter_id"], start, stop)
             if not out["ok"]:
                 without.append(m["meter_id"])
                 continue
             for row in out["series"]:
                 if row.get("actual_kwh") is not None:
-                    actual += row["actual_kwh"]
+                    compared += row["actual_kwh"]
                     expected += row["expected_kwh"]
-                    hours += 1
     return {
         "actual_kwh": actual,
+        "compared_kwh": compared,
         "expected_kwh": expected,
         "hours": hours,
         "meters": [m["meter_id"] for m in counted],

@@ -102,7 +102,13 @@ def create_site(session: Session, *, org_id: int, data: SiteCreate) -> Site:
 
 def update_site(session: Session, *, org_id: int, site_id: str, data: SiteUpdate) -> Site:
     site = get_site(session, org_id=org_id, site_id=site_id)
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    # null means "leave as is", except for the one field that may be empty: the holiday
+    # country (null clears it).
+    changes = {
+        k: v
+        for k, v in data.model_dump(exclude_unset=True).items()
+        if v is not None or k == "country"
+    }
     site.sqlmodel_update(changes)
     session.add(site)
     session.flush()

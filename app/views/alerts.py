@@ -43,7 +43,8 @@ if not needs_sites(user["org_id"], "alerts"):
          "wasted_kwh", "wasted_money", "root_cause"]
     ]  # fmt: skip
     frame["root_cause"] = frame["root_cause"].fillna("")
-    currency = rows[0]["currency"]
+    # Each alert keeps the currency it was raised in.
+    frame["wasted_money"] = [f"{a['currency']} {a['wasted_money']:,.0f}" for a in rows]
     st.dataframe(
         frame,
         hide_index=True,
@@ -57,7 +58,7 @@ if not needs_sites(user["org_id"], "alerts"):
             "start_utc": "Start (UTC)",
             "hours": st.column_config.NumberColumn("Hours", format="%d"),
             "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%.0f"),
-            "wasted_money": st.column_config.NumberColumn(f"Wasted {currency}", format="%.0f"),
+            "wasted_money": st.column_config.TextColumn("Cost"),
             "root_cause": "Root cause",
         },
         height=min(38 + 35 * len(frame), 360),
@@ -115,7 +116,8 @@ if not needs_sites(user["org_id"], "alerts"):
     with st.form(f"triage-{alert['id']}"):
         st.markdown("##### Triage")
         moves = [alert["status"], *sorted(TRANSITIONS[AlertStatus(alert["status"])])]
-        new_status = st.selectbox("Status", moves, key="triage-status")
+        # Keyed by alert: a choice made for one alert must not carry over to the next.
+        new_status = st.selectbox("Status", moves, key=f"triage-status-{alert['id']}")
         root_cause = st.text_input("Root cause", value=alert["root_cause"] or "", max_chars=2000)
         action = st.text_input("Action taken", value=alert["action"] or "", max_chars=2000)
         notes = st.text_area("Notes", value=alert["notes"] or "", max_chars=10000)

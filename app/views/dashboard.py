@@ -30,7 +30,7 @@ if not needs_sites(user["org_id"], "dashboard"):
                 help=f"{day['hours']} hours with data, from {', '.join(day['meters'])}",
             )
             if day["expected_kwh"] > 0:
-                diff = day["actual_kwh"] - day["expected_kwh"]
+                diff = day["compared_kwh"] - day["expected_kwh"]
                 c2.metric(
                     "Baseline, same hours",
                     f"{day['expected_kwh']:,.0f} kWh",

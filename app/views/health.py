@@ -45,11 +45,14 @@ if not needs_sites(user["org_id"], "data health"):
             column_config={"code": "Error code", "count": st.column_config.NumberColumn("Records")},
             key="health-error-totals",
         )
-        st.caption("What each code means and how to fix it: docs/integration.md.")
+        st.caption("What each code means and how to fix it: docs/directtimeseriesingestion.md.")
     st.subheader("Longest gaps, last 7 days")
     metrics = data.ingest_metrics(user["org_id"])
     gaps = pd.DataFrame(metrics["meters"])
-    gaps = gaps[gaps["missing_hours_7d"] > 0].sort_values("longest_gap_hours_7d", ascending=False)
+    if not gaps.empty:
+        gaps = gaps[gaps["missing_hours_7d"] > 0].sort_values(
+            "longest_gap_hours_7d", ascending=False
+        )
     if gaps.empty:
         st.success("No missing hours in the last 7 days.", icon=":material/check_circle:")
     else:

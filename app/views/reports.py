@@ -10,6 +10,7 @@ from app import charts, data
 from app.auth import current_user
 from app.components.first_run import needs_sites
 from core import reports
+from core.errors import DomainError
 
 user = current_user()
 st.title("Reports")
@@ -132,6 +133,7 @@ def weekly(org_id: int, sites: list[dict]) -> None:
     if focus.empty:
         st.caption("No open opportunities.")
     else:
+        cur = report["currency"]
         st.dataframe(
             focus[
                 [
@@ -145,6 +147,12 @@ def weekly(org_id: int, sites: list[dict]) -> None:
             ],
             hide_index=True,
             key="weekly-focus",
+            column_config={
+                "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%d"),
+                "annual_money_high": st.column_config.NumberColumn(
+                    f"{cur}/year (high)", format="%d"
+                ),
+            },
         )
     _downloads(
         report,
@@ -157,9 +165,19 @@ def weekly(org_id: int, sites: list[dict]) -> None:
 def pilot(org_id: int) -> None:
     c1, c2, c3 = st.columns(3)
     today = data.now_hour().date()
-    start = c1.date_input("Pilot start (UTC)", value=today - timedelta(days=56), key="pilot-start")
+    start = c1.date_input(
+        "Pilot start (UTC)",
+        value=today - timedelta(days=56),
+        min_value=today - timedelta(days=730),
+        max_value=today,
+        key="pilot-start",
+    )
     end = c2.date_input(
-        "Pilot end (UTC, excluded)", value=today + timedelta(days=1), key="pilot-end"
+        "Pilot end (UTC, excluded)",
+        value=today + timedelta(days=1),
+        min_value=today - timedelta(days=729),
+        max_value=today + timedelta(days=1),
+        key="pilot-end",
     )
     cost = c3.number_input(
         "Cost of the changes, for the payback",
@@ -171,8 +189,14 @@ def pilot(org_id: int) -> None:
     if end <= start:
         st.error("The end must be after the start.")
         return
-    with st.spinner("Building the pilot report…"):
-        report = data.pilot_report(org_id, start.isoformat(), end.isoformat(), None, cost or None)
+    try:
+        with st.spinner("Building the pilot report…"):
+            report = data.pilot_report(
+                org_id, start.isoformat(), end.isoformat(), None, cost or None
+            )
+    except DomainError as exc:
+        st.error(exc.message[:1].upper() + exc.message[1:] + ".")
+        return
     card = report["scorecard"]
     st.markdown("##### Pilot scorecard")
     st.dataframe(
@@ -201,7 +225,19 @@ def pilot(org_id: int) -> None:
     if opps.empty:
         st.caption("No actionable change found.")
     else:
-        st.dataframe(opps, hide_index=True, key="pilot-recommended")
+        cur = report["currency"]
+        st.dataframe(
+            opps,
+            hide_index=True,
+            key="pilot-recommended",
+            column_config={
+                "action": st.column_config.TextColumn("Recommendation", width="large"),
+                "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%d"),
+                "annual_money_high": st.column_config.NumberColumn(
+                    f"{cur}/year (high)", format="%d"
+                ),
+            },
+        )
     coverage = pd.DataFrame(report["coverage"]["meters"])
     _downloads(
         report,

@@ -39,8 +39,10 @@ if not needs_sites(user["org_id"], "site view"):
     picked = c3.date_input(
         "Range (local dates)",
         value=(today - timedelta(days=27), today),
+        min_value=today - timedelta(days=365),
         max_value=today,
         key="site-view-range",
+        help="Up to a year; click a first and a last day",
     )
     resolution = c4.selectbox(
         "Resolution",
@@ -48,14 +50,24 @@ if not needs_sites(user["org_id"], "site view"):
         format_func={"hour": "Hourly", "day": "Daily", "week": "Weekly"}.get,
         key="site-view-resolution",
     )
-    first, last = (
-        (picked[0], picked[-1]) if isinstance(picked, tuple | list) and picked else (picked, picked)
-    )
+    # While a range is being picked the widget holds one date (or none): wait for both.
+    days = list(picked) if isinstance(picked, tuple | list) else [picked]
+    if len(days) != 2:
+        st.info("Pick the first and the last day of the range.", icon=":material/date_range:")
+        st.stop()
+    first, last = days
     start = datetime.combine(first, time(0), tz).astimezone(ZoneInfo("UTC"))
     end = min(
         datetime.combine(last + timedelta(days=1), time(0), tz).astimezone(ZoneInfo("UTC")),
         data.now_hour(),
     )
+    if end <= start or (end - start).days > 366:
+        st.info(
+            "Pick a range of whole hours that have passed, a year at most (today's first hour "
+            "is not over yet).",
+            icon=":material/date_range:",
+        )
+        st.stop()
     st.caption(
         f"Times in {site['timezone']}. The baseline is trained on up to a year before the range "
         "and predicts each hour from weekday, hour, holidays, weather and production; the band "

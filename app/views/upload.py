@@ -17,6 +17,9 @@ from core.models import Role
 
 user = current_user()
 st.title("Upload CSV")
+if user["role"] not in ("admin", "analyst"):
+    st.warning("Viewers cannot upload data.", icon=":material/lock:")
+    st.stop()
 st.caption(
     "Backfill hourly kWh: columns `" + ",".join(CSV_COLUMNS) + "` (header row; "
     "`idempotency_key` optional). `timestamp_utc` is the start of the hour, ISO 8601 with `Z`. "
@@ -57,6 +60,9 @@ if not needs_sites(user["org_id"], "upload target"):
         st.error("The file is not UTF-8 text: save it as CSV UTF-8 and upload it again.")
         st.stop()
     total_rows = max(sum(1 for line in text.splitlines() if line.strip()) - 1, 0)
+    if total_rows == 0:
+        st.info("The file has no rows below its header: nothing to ingest.")
+        st.stop()
     try:
         rows, check = preview_csv(
             get_engine(), principal=_principal(), stream=_text(raw), mode=mode, default_site=site

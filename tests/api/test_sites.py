@@ -229,3 +229,17 @@ def test_org_tariff_update_rejects_nan_and_unknown_currency(client):
         ).status_code
         == 403
     )
+
+
+def test_patch_clears_the_holiday_country_with_null_and_keeps_other_fields(client):
+    user = signup(client)
+    h = user["headers"]
+    r = client.post(
+        "/api/v1/sites",
+        json={"site_id": "it-plant", "name": "IT", "timezone": "Europe/Rome", "country": "IT"},
+        headers=h,
+    )
+    assert r.json()["country"] == "IT"
+    r = client.patch("/api/v1/sites/it-plant", json={"country": None, "name": None}, headers=h)
+    assert r.status_code == 200
+    assert (r.json()["country"], r.json()["name"]) == (None, "IT")

@@ -14,7 +14,7 @@ from core.health import floor_hour
 from core.models import Alert, AlertEvent, IntegrationToken, Reading, Role
 from core.tokens import resolve_token
 from tests.app.conftest import PAGES, open_page, sign_in
-from tests.factories import PASSWORD, add_user, signup
+from tests.factories import PASSWORD, add_user, ingest_series, make_site, signup
 
 pytestmark = pytest.mark.usefixtures("client")
 
@@ -95,7 +95,7 @@ def test_alert_triage_from_the_app_is_recorded_with_its_author(at, demo, engine,
     sign_in(at, analyst["email"], PASSWORD)
     open_page(at, "Alerts")
     chosen = at.selectbox(key="alerts-chosen").value
-    at.selectbox(key="triage-status").set_value("acknowledged")
+    at.selectbox(key=f"triage-status-{chosen['id']}").set_value("acknowledged")
     at.text_input[0].input("compressor left idling")
     at.form_submit_button[0].click().run()
     assert not at.exception
@@ -222,3 +222,72 @@ def test_reports_page_sections(admin):
         "Actionable inefficiencies found",
         "Savings range stated",
     ]
+
+
+def test_a_triage_choice_does_not_carry_over_to_the_next_alert(admin):
+    open_page(admin, "Alerts")
+    first = admin.selectbox(key="alerts-chosen").options[0]
+    admin.selectbox(key=f"triage-status-{_id(first)}").set_value("dismissed").run()
+    admin.selectbox(key="alerts-chosen").set_value(admin.selectbox(key="alerts-chosen").options[1])
+    admin.run()
+    assert not admin.exception
+    chosen = admin.selectbox(key="alerts-chosen").value
+    assert admin.selectbox(key=f"triage-status-{chosen['id']}").value == "open"
+
+
+def _id(option: str) -> int:
+    return int(option.split(" ", 1)[0].lstrip("#"))
+
+
+def test_site_view_waits_for_a_whole_range(admin):
+    open_page(admin, "Site view")
+    today = admin.date_input(key="site-view-range").value[1]
+    admin.date_input(key="site-view-range").set_value((today,)).run()
+    assert not admin.exception
+    assert any("first and the last day" in i.value for i in admin.info)
+
+
+def test_pilot_report_explains_a_period_it_cannot_cover(admin):
+    open_page(admin, "Reports")
+    admin.radio(key="reports-section").set_value("Pilot report").run()
+    today = admin.date_input(key="pilot-end").value - timedelta(days=1)
+    admin.date_input(key="pilot-start").set_value(today - timedelta(days=730)).run()
+    assert not admin.exception
+    assert any("at most 366 days" in e.value for e in admin.error)
+
+
+def test_data_health_of_sites_without_meters(at, client):
+    user = signup(client, org="Bare Site Co")
+    r = client.post(
+        "/api/v1/sites",
+        json={"site_id": "bare", "name": "Bare", "timezone": "Europe/Rome"},
+        headers=user["headers"],
+    )
+    assert r.status_code == 201
+    sign_in(at, user["email"], PASSWORD)
+    for title in ("Dashboard", "Data health", "Site view", "Opportunities & savings", "Reports"):
+        open_page(at, title)
+
+
+def test_dashboard_counts_meters_that_have_no_baseline_yet(at, client, engine):
+    user = signup(client, org="Young Plant")
+    make_site(client, user["headers"], "young", meters=("main-incomer",))
+    now = floor_hour(datetime.now(UTC))
+    index = pd.date_range(now - timedelta(hours=72), now, freq="h", inclusive="left")
+    ingest_series(engine, user["org_id"], "young", "main-incomer", index, [100.0] * len(index))
+    sign_in(at, user["email"], PASSWORD)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Last 24 h"] == "2,400 kWh"  # 24 hours x 100 kWh, baseline or not
+    assert shown["Cost, last 24 h"] == "EUR 480"
+    assert shown["Baseline, same hours"] == "–"
+
+
+def test_upload_of_a_header_only_csv(admin):
+    open_page(admin, "Upload CSV")
+    admin.file_uploader[0].upload(
+        "empty.csv", b"site_id,meter_id,timestamp_utc,value\n", "text/csv"
+    )
+    admin.run()
+    assert not admin.exception
+    assert any("no rows below its header" in i.value for i in admin.info)
+    assert not [b for b in admin.button if b.label.startswith("Ingest")]
