@@ -3,9 +3,7 @@ nothing and store nothing twice, and the relay's counts add up."""
 
 import os
 import re
-import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,56 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.db import migrate
+from tests.liveapi import Api
 
 RELAY = Path(__file__).resolve().parents[1] / "docs" / "factory_client.py"
 METERS = ("main-incomer", "compressor-bank", "chiller-01")
 RUN_LINE = re.compile(r"relay run: (.*)")
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    """The API in its own uvicorn process, stoppable and restartable on the same port."""
-
-    def __init__(self, db_url: str, workdir: Path) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "CEI_DATA_DIR": str(workdir),
-            "CEI_ENV": "development",
-            "CEI_JWT_SECRET": secrets.token_urlsafe(48),
-            "CEI_BCRYPT_ROUNDS": "4",
-            "CEI_ALERT_SCAN_ON_INGEST": "false",
-        }
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("the API did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=20)
 
 
 def _relay(env: dict, *args: str, background: bool = False):
@@ -83,30 +38,12 @@ def _counts(stderr: str) -> dict:
 
 @pytest.fixture(name="world")
 def world_fixture(tmp_path, settings):
-    db_url = f"sqlite:///{(tmp_path / 'relay.db').as_posix()}"
-    migrate(db_url)
-    api = Api(db_url, tmp_path)
-    api.start()
-    c = httpx.Client(base_url=api.base, timeout=30)
-    who = {"email": "ops@plant.example", "password": "relay-test-pass"}
-    r = c.post("/api/v1/auth/signup", json={**who, "organization_name": "Relay Works"})
-    assert r.status_code == 201, r.text
-    tokens = c.post("/api/v1/auth/login", json=who).json()
-    h = {"Authorization": f"Bearer {tokens['access_token']}"}
-    assert c.post(
-        "/api/v1/sites",
-        json={"site_id": "site-22", "name": "Plant", "timezone": "Europe/Rome"},
-        headers=h,
-    ).is_success
-    for meter in METERS:
-        assert c.post(
-            "/api/v1/sites/site-22/meters", json={"meter_id": meter, "name": meter}, headers=h
-        ).is_success
-    token = c.post("/api/v1/integration-tokens", json={"name": "relay"}, headers=h).json()["token"]
+    api = Api(tmp_path).start()
+    org = api.factory(METERS)
     env = {
         **os.environ,
         "CEI_BASE_URL": api.base,
-        "CEI_INT_TOKEN": token,
+        "CEI_INT_TOKEN": org["token"],
         "CEI_SOURCE": "fake",
         "CEI_SITE_ID": "site-22",
         "CEI_METERS": ",".join(METERS),
@@ -118,12 +55,11 @@ def world_fixture(tmp_path, settings):
     yield {
         "api": api,
         "env": env,
-        "db": tmp_path / "relay.db",
+        "db": api.db,
         "outbox": tmp_path / "outbox.sqlite3",
-        "headers": h,
+        "headers": org["headers"],
     }
-    if api.proc and api.proc.poll() is None:
-        api.stop()
+    api.stop()
 
 
 def _stored(db: Path) -> tuple[int, int]:
