@@ -161,6 +161,35 @@ def upgrade() -> None:
     click.echo(f"database at revision {current_revision()}")
 
 
+@db.command()
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def backup(target: Path) -> None:
+    """Copy the embedded SQLite database to TARGET while CEI keeps running.
+
+    Uses SQLite's online backup API, so the copy is consistent even during ingestion. For
+    PostgreSQL use pg_dump (see docs/operations.md).
+    """
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(get_settings().effective_database_url)
+    if url.get_backend_name() != "sqlite":
+        raise click.ClickException("this is PostgreSQL: back it up with pg_dump")
+    source = Path(url.database or "")
+    if not source.is_file():
+        raise click.ClickException(f"no database at {source}")
+    if target.exists():
+        raise click.ClickException(f"{target} exists; choose a new file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst, pages=4096)
+        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+    if check != "ok":
+        raise click.ClickException(f"the copy failed its integrity check: {check}")
+    click.echo(f"backed up {source} to {target} ({target.stat().st_size:,} bytes, checked)")
+
+
 @main.group()
 def user() -> None:
     """People who sign in."""

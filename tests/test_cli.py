@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from core.cli import main
 from core.db import current_revision
-from tests.factories import login
+from tests.factories import hourly_records, login, make_site, signup
 
 CEI = [sys.executable, "-c", "from core.cli import main; main()"]
 
@@ -221,3 +222,22 @@ def test_cei_demo_prints_a_login_that_works_and_is_shown_again(client, settings)
     assert again.exit_code == 0
     assert password in again.output and "Demo ready" not in again.output
     assert (settings.data_dir / "demo_login.txt").stat().st_mode & 0o077 == 0
+
+
+def test_db_backup_copies_a_consistent_sqlite_database(client, settings, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    user = signup(client, org="Backup Works")
+    make_site(client, user["headers"], "bk", meters=("main-incomer",))
+    records = hourly_records("bk", "main-incomer", datetime(2025, 11, 1, tzinfo=UTC), 48)
+    assert client.post("/api/v1/timeseries/batch", json=records, headers=user["headers"]).is_success
+    target = tmp_path / "backup" / "cei-copy.db"
+    result = CliRunner().invoke(main, ["db", "backup", str(target)])
+    if settings.is_postgres:
+        assert result.exit_code != 0 and "pg_dump" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    with create_engine(f"sqlite:///{target}").connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM reading")).scalar() == 48
+    again = CliRunner().invoke(main, ["db", "backup", str(target)])
+    assert again.exit_code != 0 and "exists" in again.output  # never overwrites a backup
