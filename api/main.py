@@ -12,11 +12,13 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.stores.base import Store
 from litestar.types import Message, Scope
 
 from api.auth import BearerAuthMiddleware, integration_scope_guard
 from api.deps import provide_session, provide_settings
 from api.errors import problem_details_config
+from api.ratelimit import LoginThrottle, RateLimiter, make_store, rate_limit_guard
 from api.routes import ROUTE_HANDLERS, TEST_ONLY_ROUTE_HANDLERS
 from core.db import get_engine
 from core.settings import Settings, get_settings
@@ -85,9 +87,21 @@ def _alert_scans(settings: Settings):
     return start, stop
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the API for these settings (default: the environment's)."""
+def create_app(settings: Settings | None = None, *, rate_store: Store | None = None) -> Litestar:
+    """Build the API for these settings (default: the environment's).
+
+    `rate_store` holds the rate-limit and login counters; by default Redis when configured,
+    else memory. Pass one store to several apps to share counters as workers do."""
     settings = settings or get_settings()
+    store = rate_store or make_store(settings)
+    token_limits = RateLimiter(store, per_minute=settings.rate_limit_token_per_minute)
+    user_limits = RateLimiter(store, per_minute=settings.rate_limit_user_per_minute)
+    throttle = LoginThrottle(
+        store,
+        max_failures=settings.login_max_failures,
+        lockout_seconds=settings.login_lockout_seconds,
+        lockout_max_seconds=settings.login_lockout_max_seconds,
+    )
     engine = get_engine(settings.effective_database_url)
     handlers = list(ROUTE_HANDLERS)
     if settings.enable_test_auth_routes:
@@ -97,7 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     start_scans, stop_scans = _alert_scans(settings)
     return Litestar(
         route_handlers=[api],
-        state=State({"engine": engine, "settings": settings}),
+        state=State({"engine": engine, "settings": settings, "login_throttle": throttle}),
         dependencies={
             "db_session": Provide(provide_session),
             "settings": Provide(provide_settings, sync_to_thread=False),
@@ -124,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         else None,
         before_send=[add_security_headers],
         # App-wide, so a handler mounted anywhere is closed to integration tokens by default.
-        guards=[integration_scope_guard],
+        guards=[integration_scope_guard, rate_limit_guard(token_limits, user_limits)],
         request_max_body_size=settings.max_body_bytes,
         on_startup=[start_scans, _freeze_startup_heap],
         on_shutdown=[stop_scans],

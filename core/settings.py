@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     # (later batches within the delay join the same scan). `cei alerts scan` is the cron path.
     alert_scan_on_ingest: bool = True
     alert_scan_delay_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Rate limits (requests a minute) and login throttling; counters live in Redis when
+    # redis_url is set (shared by every API worker), else in the process's memory.
+    rate_limit_token_per_minute: int = Field(default=6000, ge=1)
+    rate_limit_user_per_minute: int = Field(default=1200, ge=1)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_seconds: float = Field(default=30.0, gt=0)
+    login_lockout_max_seconds: float = Field(default=900.0, gt=0)
+    redis_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     app_port: int = 8501

@@ -39,21 +39,34 @@ class Api:
             "CEI_ALERT_SCAN_ON_INGEST": "false",
         }
         self.proc: subprocess.Popen | None = None
+        self.workdir = workdir
+        self.started = False
 
-    def start(self) -> "Api":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError("the API did not start")
+    def start(self, attempts: int = 3) -> "Api":
+        """Start uvicorn; a first start that finds its port taken moves to another one."""
+        log = self.workdir / "uvicorn.log"
+        for _ in range(attempts):
+            with log.open("ab") as out:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
+                     "--host", "127.0.0.1", "--port", str(self.port)],
+                    env=self.env, stdout=out, stderr=out,
+                )  # fmt: skip
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
+                        self.started = True
+                        return self
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            if self.started:
+                break  # a restart keeps its port: the relay under test knows only that one
+            self.port = free_port()
+            self.base = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"the API did not start:\n{log.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

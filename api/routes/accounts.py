@@ -1,13 +1,20 @@
 """Signup, login, token refresh, logout, the caller's identity and organisation settings."""
 
+from functools import partial
+
+from anyio import to_thread
 from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from sqlmodel import Session
 
 from api.auth import requires_admin
+from api.ratelimit import too_many
 from core import accounts
 from core.accounts import Principal
+from core.db import session_scope
+from core.errors import Unauthorized
 from core.models import (
     LoginInput,
     MePublic,
@@ -20,6 +27,11 @@ from core.models import (
     UserPublic,
 )
 from core.settings import Settings
+
+
+def _login(engine, email: str, password: str, settings: Settings) -> TokenPair:
+    with session_scope(engine) as session:
+        return accounts.login(session, email=email, password=password, settings=settings)
 
 
 class AccountController(Controller):
@@ -46,17 +58,32 @@ class AccountController(Controller):
             organization=OrganizationPublic.model_validate(org, from_attributes=True),
         )
 
-    @post("/login", exclude_from_auth=True, sync_to_thread=True, status_code=200)
-    def login(
+    @post("/login", exclude_from_auth=True, status_code=200)
+    async def login(
         self,
-        db_session: NamedDependency[Session],
+        request: Request,
+        state: State,
         settings: NamedDependency[Settings],
         data: JSONBody[LoginInput],
     ) -> TokenPair:
-        """Exchange email and password for an access token and a refresh token."""
-        return accounts.login(
-            db_session, email=data.email, password=data.password, settings=settings
-        )
+        """Exchange email and password for an access token and a refresh token.
+
+        After repeated wrong passwords for one email from one address, further attempts are
+        refused for a while (429 with Retry-After; the delay doubles, up to a cap)."""
+        throttle = state.login_throttle
+        address = request.client.host if request.client else "unknown"
+        wait = await throttle.wait(data.email, address)
+        if wait is not None:
+            raise too_many(wait, "too many failed sign-ins; try again after Retry-After seconds")
+        try:
+            pair = await to_thread.run_sync(
+                partial(_login, state.engine, data.email, data.password, settings)
+            )
+        except Unauthorized:
+            await throttle.failed(data.email, address)
+            raise
+        await throttle.succeeded(data.email, address)
+        return pair
 
     @post("/refresh", exclude_from_auth=True, sync_to_thread=True, status_code=200)
     def refresh(

@@ -1,0 +1,105 @@
+"""Rate limits per integration token and per user, login throttling, shared counters."""
+
+import asyncio
+
+from litestar.stores.memory import MemoryStore
+from litestar.testing import TestClient
+
+from api.main import create_app
+from api.ratelimit import LoginThrottle
+from tests.factories import PASSWORD, bearer, hourly_records, make_site, make_token, signup
+
+
+def _batch(client, headers, hour=0):
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2025, 11, 1, tzinfo=UTC) + timedelta(hours=hour)
+    return client.post(
+        "/api/v1/timeseries/batch",
+        json=hourly_records("lim", "main-incomer", start, 1),
+        headers=headers,
+    )
+
+
+def test_a_token_over_its_limit_gets_429_with_retry_after(settings, engine):
+    limited = settings.model_copy(update={"rate_limit_token_per_minute": 3})
+    with TestClient(app=create_app(limited)) as client:
+        user = signup(client, org="Limited Works")
+        make_site(client, user["headers"], "lim")
+        token = bearer(make_token(client, user["headers"], name="busy")["token"])
+        other = bearer(make_token(client, user["headers"], name="calm")["token"])
+        assert [_batch(client, token, h).status_code for h in range(3)] == [200, 200, 200]
+        r = _batch(client, token, 3)
+        assert r.status_code == 429
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "rate_limited"
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        # Limits are per token: another token, and people, are not held up.
+        assert _batch(client, other, 4).status_code == 200
+        assert client.get("/api/v1/sites", headers=user["headers"]).status_code == 200
+
+
+def test_workers_sharing_a_store_share_the_count(settings, engine):
+    store = MemoryStore()  # what Redis is to several workers
+    limited = settings.model_copy(update={"rate_limit_token_per_minute": 3})
+    with (
+        TestClient(app=create_app(limited, rate_store=store)) as one,
+        TestClient(app=create_app(limited, rate_store=store)) as two,
+    ):
+        user = signup(one, org="Shared Works")
+        make_site(one, user["headers"], "lim")
+        token = bearer(make_token(one, user["headers"])["token"])
+        codes = [_batch(c, token, h).status_code for h, c in enumerate((one, two, one, two))]
+        assert codes == [200, 200, 200, 429]
+
+
+def test_users_have_a_limit_too(settings, engine):
+    limited = settings.model_copy(update={"rate_limit_user_per_minute": 5})
+    with TestClient(app=create_app(limited)) as client:
+        user = signup(client, org="Chatty Works")
+        codes = [client.get("/api/v1/sites", headers=user["headers"]).status_code for _ in range(6)]
+        assert codes == [200] * 5 + [429]
+
+
+def test_login_backs_off_after_failures_and_never_locks_for_good(client):
+    user = signup(client, org="Guessed Works")
+    throttle = client.app.state.login_throttle
+    now = [1_000_000.0]
+    throttle.clock = lambda: now[0]
+
+    def login(password):
+        return client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": password}
+        )
+
+    assert [login("wrong-password-1").status_code for _ in range(5)] == [401] * 5
+    locked = login(PASSWORD)  # even the right password waits
+    assert locked.status_code == 429 and locked.json()["code"] == "rate_limited"
+    assert int(locked.headers["retry-after"]) == 30
+    now[0] += 31
+    assert login("wrong-password-2").status_code == 401  # the 6th failure doubles the wait
+    assert int(login(PASSWORD).headers["retry-after"]) == 60
+    for _ in range(10):  # keep failing: the wait stops growing at the cap
+        now[0] += 10_000
+        login("wrong-password-3")
+    assert int(login(PASSWORD).headers["retry-after"]) <= 900
+    now[0] += 901
+    assert login(PASSWORD).status_code == 200  # the owner gets in, and the count resets
+    assert login("wrong-password-4").status_code == 401
+
+
+def test_guessing_from_one_address_does_not_lock_the_owner_out_elsewhere():
+    throttle = LoginThrottle(
+        MemoryStore(), max_failures=3, lockout_seconds=30, lockout_max_seconds=900
+    )
+
+    async def scenario():
+        for _ in range(10):
+            await throttle.failed("Owner@Plant.example", "203.0.113.9")
+        attacker = await throttle.wait("owner@plant.example", "203.0.113.9")
+        owner = await throttle.wait("owner@plant.example", "198.51.100.7")
+        return attacker, owner
+
+    attacker, owner = asyncio.run(scenario())
+    assert attacker is not None and 0 < attacker <= 900
+    assert owner is None
