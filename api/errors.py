@@ -125,3 +125,53 @@ def problem_details_config() -> ProblemDetailsConfig:
             Exception: unexpected_to_problem,
         },
     )
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["status", "title", "detail", "code"],
+    "properties": {
+        "status": {"type": "integer"},
+        "title": {"type": "string"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+ERROR_MEANINGS = {
+    "400": "The request is malformed or a field is invalid (`errors` names each field)",
+    "401": "Missing, expired or revoked credentials",
+    "403": "The caller's role or token may not do this",
+    "404": "No such resource in the caller's organisation",
+    "409": "Conflicts with the current state (e.g. an illegal alert transition)",
+    "413": "The body or batch is too large",
+    "429": "Rate limited: retry after the Retry-After seconds",
+    "503": "The database is unavailable: retry after the Retry-After seconds",
+}
+
+
+def document_errors(app) -> None:
+    """Every operation documents its error answers as they are sent: problem+json."""
+    from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
+
+    schema = Schema(
+        type="object",
+        required=PROBLEM_SCHEMA["required"],
+        properties={k: Schema(**v) if "items" not in v else Schema(type="array")
+                    for k, v in PROBLEM_SCHEMA["properties"].items()},
+    )  # fmt: skip
+    content = {"application/problem+json": OpenAPIMediaType(schema=schema)}
+    text = OpenAPIMediaType(schema=Schema(type="string"))
+    for name, path in (app.openapi_schema.paths or {}).items():
+        if name.endswith(("/reports/weekly", "/reports/pilot")) and path.get:
+            # format=html|md answers in those media types instead of JSON.
+            ok = path.get.responses["200"]
+            ok.content = {**(ok.content or {}), "text/html": text, "text/markdown": text}
+        for method in ("get", "post", "put", "patch", "delete"):
+            operation = getattr(path, method, None)
+            if operation is None:
+                continue
+            responses = operation.responses or {}
+            for status, meaning in ERROR_MEANINGS.items():
+                responses[status] = OpenAPIResponse(description=meaning, content=content)
+            operation.responses = responses

@@ -17,7 +17,7 @@ from litestar.types import Message, Scope
 
 from api.auth import BearerAuthMiddleware, integration_scope_guard
 from api.deps import provide_session, provide_settings
-from api.errors import problem_details_config
+from api.errors import document_errors, problem_details_config
 from api.ratelimit import LoginThrottle, RateLimiter, make_store, rate_limit_guard
 from api.routes import ROUTE_HANDLERS, TEST_ONLY_ROUTE_HANDLERS
 from core.db import get_engine
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
     api = Router(path=API_PREFIX, route_handlers=handlers)
     logging.getLogger("cei").setLevel(logging.INFO)
     start_scans, stop_scans = _alert_scans(settings)
-    return Litestar(
+    app = Litestar(
         route_handlers=[api],
         state=State({"engine": engine, "settings": settings, "login_throttle": throttle}),
         dependencies={
@@ -144,3 +144,5 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
         on_shutdown=[stop_scans],
         debug=False,
     )
+    document_errors(app)
+    return app

@@ -37,13 +37,13 @@ class SiteController(Controller):
         site = sites.create_site(db_session, org_id=request.user.org_id, data=data)
         return sites.site_public(site, 0)
 
-    @get("/mapping.csv", sync_to_thread=True)
+    @get("/mapping.csv", sync_to_thread=True, media_type="text/csv")
     def mapping_csv(self, request: Request, db_session: NamedDependency[Session]) -> Response[str]:
         """The integration mapping table (physical names ↔ site_id/meter_id) as CSV."""
         body = sites.mapping_csv(db_session, org_id=request.user.org_id)
         return Response(
             body,
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="cei-integration-mapping.csv"'},
         )
 

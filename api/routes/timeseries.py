@@ -162,7 +162,7 @@ class TimeseriesController(Controller):
             resolution=resolution,
         )
 
-    @get("/export", sync_to_thread=True)
+    @get("/export", sync_to_thread=True, media_type="text/csv")
     def export(
         self,
         request: Request,
@@ -197,7 +197,7 @@ class TimeseriesController(Controller):
         name = f"cei-{site_id}{'-' + meter_id if meter_id else ''}.csv"
         return Stream(
             body(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
