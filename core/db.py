@@ -1,6 +1,7 @@
 """Database engine, sessions and the UTC timestamp column type."""
 
 import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,8 @@ from sqlmodel import Session, create_engine
 
 from core.settings import get_settings
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# How long a SQLite writer waits for the write lock before the request gets a 503.
+SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("CEI_SQLITE_BUSY_TIMEOUT_MS", "30000"))
 PG_CONNECT_TIMEOUT_S = 5
 
 

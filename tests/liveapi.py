@@ -23,10 +23,13 @@ def free_port() -> int:
 class Api:
     """Stoppable and restartable on the same port, over its own SQLite file."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, db_url: str | None = None, **env: str) -> None:
+        """Over its own SQLite file, or `db_url` (already migrated) when given."""
         self.db = workdir / "api.db"
-        db_url = f"sqlite:///{self.db.as_posix()}"
-        migrate(db_url)
+        if db_url is None:
+            db_url = f"sqlite:///{self.db.as_posix()}"
+            migrate(db_url)
+        self.db_url = db_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -37,6 +40,7 @@ class Api:
             "CEI_JWT_SECRET": secrets.token_urlsafe(48),
             "CEI_BCRYPT_ROUNDS": "4",
             "CEI_ALERT_SCAN_ON_INGEST": "false",
+            **env,
         }
         self.proc: subprocess.Popen | None = None
         self.workdir = workdir
