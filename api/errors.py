@@ -5,7 +5,7 @@ from http import HTTPStatus
 
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InternalError, OperationalError
 
 from core.errors import (
     Conflict,
@@ -110,6 +110,14 @@ def database_to_problem(exc: DBAPIError) -> ProblemDetailsException:
     )
 
 
+def internal_db_to_problem(exc: InternalError) -> ProblemDetailsException:
+    """A read-only database (PostgreSQL in recovery, a read-only replica or setting) is
+    unavailable for writing: 503 and retry. Any other internal error is a 500."""
+    if type(exc.orig).__name__ == "ReadOnlySqlTransaction":
+        return database_to_problem(exc)
+    return unexpected_to_problem(exc)
+
+
 def unexpected_to_problem(exc: Exception) -> ProblemDetailsException:
     # Logged with its traceback here; the client gets no internals.
     log.error("unhandled error", exc_info=exc)
@@ -122,6 +130,7 @@ def problem_details_config() -> ProblemDetailsConfig:
             DomainError: domain_to_problem,
             HTTPException: http_to_problem,
             OperationalError: database_to_problem,
+            InternalError: internal_db_to_problem,
             Exception: unexpected_to_problem,
         },
     )
