@@ -5,7 +5,7 @@ from http import HTTPStatus
 
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
-from sqlalchemy.exc import DBAPIError, InternalError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError
 
 from core.errors import (
     Conflict,
@@ -118,6 +118,15 @@ def internal_db_to_problem(exc: InternalError) -> ProblemDetailsException:
     return unexpected_to_problem(exc)
 
 
+def data_error_to_problem(exc: DataError) -> ProblemDetailsException:
+    """The database refused a value the request carried (a NUL character, a number out of
+    range): the client's input is wrong, so 400, never a 500."""
+    log.info("database refused a value: %s", type(exc.orig).__name__)
+    return problem(
+        400, "a value in the request cannot be stored or searched for", "invalid_value"
+    )
+
+
 def unexpected_to_problem(exc: Exception) -> ProblemDetailsException:
     # Logged with its traceback here; the client gets no internals.
     log.error("unhandled error", exc_info=exc)
@@ -131,6 +140,7 @@ def problem_details_config() -> ProblemDetailsConfig:
             HTTPException: http_to_problem,
             OperationalError: database_to_problem,
             InternalError: internal_db_to_problem,
+            DataError: data_error_to_problem,
             Exception: unexpected_to_problem,
         },
     )
