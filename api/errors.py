@@ -122,9 +122,7 @@ def data_error_to_problem(exc: DataError) -> ProblemDetailsException:
     """The database refused a value the request carried (a NUL character, a number out of
     range): the client's input is wrong, so 400, never a 500."""
     log.info("database refused a value: %s", type(exc.orig).__name__)
-    return problem(
-        400, "a value in the request cannot be stored or searched for", "invalid_value"
-    )
+    return problem(400, "a value in the request cannot be stored or searched for", "invalid_value")
 
 
 def unexpected_to_problem(exc: Exception) -> ProblemDetailsException:
