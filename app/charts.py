@@ -277,3 +277,77 @@ def daily_bars(rows: list[dict], title: str = "") -> go.Figure:
         xaxis_title="local day",
     )
     return fig
+
+
+def baseload_levels(series: list[dict]) -> dict:
+    """The numbers a high-baseload finding rests on, from a baseline's hourly rows: the
+    baseload (5th percentile of the expected load), the mean expected load and their ratio."""
+    expected = np.array([r["expected_kwh"] for r in series], dtype=float)
+    expected = expected[~np.isnan(expected)]
+    if not len(expected) or expected.mean() <= 0:
+        return {"baseload_kwh": None, "mean_kwh": None, "ratio": None}
+    baseload = float(np.percentile(expected, 5))
+    mean = float(expected.mean())
+    return {"baseload_kwh": baseload, "mean_kwh": mean, "ratio": baseload / mean}
+
+
+def baseload_profile(
+    series: list[dict], tz: str, benchmark: float | None, title: str = ""
+) -> go.Figure:
+    """Evidence of a high baseload: the load by local hour of day (mean and lowest) against
+    the baseload level and the sector's typical ceiling for it."""
+    frame = _frame(series, tz)
+    fig = go.Figure()
+    if frame.empty:
+        return fig
+    frame["hour"] = frame["ts"].dt.hour
+    frame["actual_kwh"] = frame["actual_kwh"].astype(float)
+    by_hour = frame.groupby("hour").agg(
+        mean=("actual_kwh", "mean"), low=("actual_kwh", "min"), expected=("expected_kwh", "mean")
+    )
+    levels = baseload_levels(series)
+    fig.add_trace(
+        go.Bar(
+            x=by_hour.index,
+            y=by_hour["mean"],
+            name="mean load",
+            marker_color=ACTUAL,
+            opacity=0.55,
+            hovertemplate="%{y:,.1f} kWh/h<extra>mean load</extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=by_hour.index,
+            y=by_hour["low"],
+            mode="lines+markers",
+            name="lowest hour",
+            line={"color": ACTUAL, "width": 2},
+            hovertemplate="%{y:,.1f} kWh/h<extra>lowest hour</extra>",
+        )
+    )
+    if levels["baseload_kwh"] is not None:
+        fig.add_hline(
+            y=levels["baseload_kwh"],
+            line={"color": EXPECTED, "width": 2},
+            annotation_text=f"baseload {levels['baseload_kwh']:,.1f} kWh/h "
+            f"({100 * levels['ratio']:.0f} % of mean)",
+            annotation_position="top left",
+        )
+        if benchmark:
+            ceiling = benchmark * levels["mean_kwh"]
+            fig.add_hline(
+                y=ceiling,
+                line={"color": WASTE, "dash": "dash", "width": 2},
+                annotation_text=f"sector typical up to {ceiling:,.1f} kWh/h "
+                f"({100 * benchmark:.0f} % of mean)",
+                annotation_position="bottom right",
+            )
+    fig.update_layout(
+        **{**LAYOUT, "hovermode": "x"},
+        title=title,
+        xaxis_title=f"hour of day ({tz})",
+        yaxis_title="kWh per hour",
+        xaxis={"tickmode": "linear", "dtick": 1},
+    )
+    return fig

@@ -92,26 +92,44 @@ def errors_timeline(org_id: int, since: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["day", "code", "count"])
 
 
+class _FitOnce(AnalyticsService):
+    """An AnalyticsService that fits each meter's baseline once per window, however many
+    results (baseline, anomalies, opportunities) are built from it in one loader.
+
+    analyse_meter also leaves the site and its driver series on the service (the forecast and
+    the opportunities read them), so those are remembered with the analysis."""
+
+    def analyse_meter(self, site_id, meter_id, start=None, end=None, *, extra_end=None):
+        memo = self.__dict__.setdefault("_analyses", {})
+        key = (site_id, meter_id, start, end, extra_end)
+        if key not in memo:
+            a = super().analyse_meter(site_id, meter_id, start, end, extra_end=extra_end)
+            memo[key] = (a, self._site, self._temperature, self._production)
+        a, self._site, self._temperature, self._production = memo[key]
+        return a
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def meter_view(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
+    """Site view's reads of one meter from a single baseline fit: the baseline with its band
+    and forecast, the anomaly events and the KPIs."""
+    with session_scope() as session:
+        service = _FitOnce(session, org_id=org_id)
+        out = service.baseline(site_id, meter_id, _t(start), _t(end))
+        events = (
+            service.anomalies(site_id, meter_id, _t(start), _t(end))["events"] if out["ok"] else []
+        )
+        return {
+            "baseline": out,
+            "events": events,
+            "kpis": service.compute_kpis(site_id, meter_id, _t(start), _t(end)),
+        }
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def baseline(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
     with session_scope() as session:
         return AnalyticsService(session, org_id=org_id).baseline(
-            site_id, meter_id, _t(start), _t(end)
-        )
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def anomalies(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
-    with session_scope() as session:
-        return AnalyticsService(session, org_id=org_id).anomalies(
-            site_id, meter_id, _t(start), _t(end)
-        )
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def kpis(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
-    with session_scope() as session:
-        return AnalyticsService(session, org_id=org_id).compute_kpis(
             site_id, meter_id, _t(start), _t(end)
         )
 
@@ -134,10 +152,17 @@ def series(
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def site_opportunities(org_id: int, site_id: str, start: str, end: str) -> dict:
+    """core's site opportunities, plus `baselines`: the hourly baseline of each meter with a
+    high-baseload finding (its evidence chart), from the same fit."""
     with session_scope() as session:
-        return AnalyticsService(session, org_id=org_id).site_opportunities(
-            site_id, _t(start), _t(end)
-        )
+        service = _FitOnce(session, org_id=org_id)
+        found = service.site_opportunities(site_id, _t(start), _t(end))
+        baselines = {
+            o["meter_id"]: service.baseline(site_id, o["meter_id"], _t(start), _t(end))
+            for o in found["opportunities"]
+            if o["rule"] == "high-baseload"
+        }
+        return {**found, "baselines": baselines}
 
 
 def savings(org_id: int, start: str, end: str) -> dict:
@@ -193,12 +218,44 @@ def alert_list(
     status: str | None = None,
     site_id: str | None = None,
     rule: str | None = None,
-    limit: int = 500,
+    limit: int = 100,
+    offset: int = 0,
 ) -> dict:
     with session_scope() as session:
         return alerts.list_alerts(
-            session, org_id=org_id, status=status, site_id=site_id, rule=rule, limit=limit
+            session,
+            org_id=org_id,
+            status=status,
+            site_id=site_id,
+            rule=rule,
+            limit=limit,
+            offset=offset,
         )
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def open_alert_counts(org_id: int) -> dict[str, int]:
+    """Open alerts per site_id, from core's total count (not the length of a page of rows)."""
+    with session_scope() as session:
+        return {
+            s.site_id: alerts.list_alerts(
+                session, org_id=org_id, status="open", site_id=s.site_id, limit=1
+            )["count"]
+            for s in sites.list_sites(session, org_id=org_id)
+        }
+
+
+def site_has_readings(org_id: int, site_id: str) -> bool:
+    """Whether any meter of the site ever sent a reading (from the cached health rows)."""
+    return any(r["last_reading_utc"] for r in ingest_health(org_id, 24) if r["site_id"] == site_id)
+
+
+def meter_has_readings(org_id: int, site_id: str, meter_id: str) -> bool:
+    return any(
+        r["last_reading_utc"]
+        for r in ingest_health(org_id, 24)
+        if r["site_id"] == site_id and r["meter_id"] == meter_id
+    )
 
 
 @st.cache_data(ttl=30, show_spinner=False)

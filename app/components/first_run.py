@@ -28,14 +28,20 @@ def needs_sites(org_id: int, what: str) -> bool:
     return True
 
 
-def needs_data(rows: int, what: str) -> bool:
-    """Guidance when sites exist but no readings arrived yet."""
+def needs_data(rows: int, what: str, *, key: str = "") -> bool:
+    """Guidance when sites and meters exist but no readings arrived yet."""
     if rows:
         return False
     st.info(
-        f"**No readings yet, so no {what}.** Point the factory's relay at "
-        "`POST /api/v1/timeseries/batch` with its integration token, or backfill with "
-        "**Upload CSV**.",
+        f"**No data yet, so no {what}.** Send readings from the factory's relay to "
+        "`POST /api/v1/timeseries/batch` with an integration token (Settings → Integration "
+        "tokens), or backfill history with **Upload CSV**. Baselines and waste findings appear "
+        "after 14 days of data.",
         icon=":material/hourglass_empty:",
     )
+    role = st.session_state.get("principal", {}).get("role")
+    if role in ("admin", "analyst") and st.button(
+        "Upload CSV", icon=":material/upload:", key=f"no-data-{what}-{key}"
+    ):
+        st.switch_page("views/upload.py")
     return True

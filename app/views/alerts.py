@@ -1,5 +1,7 @@
 """Alerts: filter, inspect the evidence and history, and triage (analysts and admins)."""
 
+from datetime import datetime, timedelta
+
 import pandas as pd
 import streamlit as st
 
@@ -10,6 +12,25 @@ from core.alerts import TRANSITIONS, update_alert
 from core.db import session_scope
 from core.errors import DomainError
 from core.models import AlertRule, AlertStatus, AlertUpdate
+
+PAGE_SIZE = 100
+
+
+def baseload_evidence(alert: dict) -> dict | None:
+    """The baseline over the alert's window (a year at most), or None when there is none."""
+    end = datetime.fromisoformat(alert["end_utc"].replace("Z", "+00:00"))
+    start = max(
+        datetime.fromisoformat(alert["start_utc"].replace("Z", "+00:00")),
+        end - timedelta(days=366),
+    )
+    try:
+        out = data.baseline(
+            user["org_id"], alert["site_id"], alert["meter_id"], start.isoformat(), end.isoformat()
+        )
+    except DomainError:
+        return None
+    return out if out["ok"] else None
+
 
 user = current_user()
 can_triage = user["role"] in ("admin", "analyst")
@@ -24,12 +45,20 @@ if not needs_sites(user["org_id"], "alerts"):
     )
     site_id = f2.selectbox("Site", ["all"] + [s["site_id"] for s in sites], key="alerts-site")
     rule = f3.selectbox("Rule", ["all"] + [r.value for r in AlertRule], key="alerts-rule")
+    filters = {
+        "status": None if status == "all" else status,
+        "site_id": None if site_id == "all" else site_id,
+        "rule": None if rule == "all" else rule,
+    }
+    # One page of rows at a time; the count is core's total for the filters.
+    page = int(st.session_state.get("alerts-page", 1))
     listing = data.alert_list(
-        user["org_id"],
-        status=None if status == "all" else status,
-        site_id=None if site_id == "all" else site_id,
-        rule=None if rule == "all" else rule,
+        user["org_id"], **filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
+    pages = max(1, -(-listing["count"] // PAGE_SIZE))
+    if page > pages:  # the filters changed under a later page: back to the first
+        st.session_state["alerts-page"] = page = 1
+        listing = data.alert_list(user["org_id"], **filters, limit=PAGE_SIZE, offset=0)
     rows = listing["data"]
     if not rows:
         st.success(
@@ -37,7 +66,16 @@ if not needs_sites(user["org_id"], "alerts"):
             icon=":material/check_circle:",
         )
         st.stop()
-    st.caption(f"{listing['count']} alerts, newest first.")
+    first = (page - 1) * PAGE_SIZE + 1
+    if pages > 1:
+        p1, p2 = st.columns([1, 5], vertical_alignment="center")
+        p1.number_input("Page", min_value=1, max_value=pages, step=1, key="alerts-page")
+        p2.caption(
+            f"Showing alerts {first}–{first + len(rows) - 1} of {listing['count']}, newest "
+            f"first; {pages} pages of {PAGE_SIZE}."
+        )
+    else:
+        st.caption(f"{listing['count']} alerts, newest first.")
     frame = pd.DataFrame(rows)[
         ["id", "site_id", "meter_id", "rule", "severity", "status", "start_utc", "hours",
          "wasted_kwh", "wasted_money", "root_cause"]
@@ -95,6 +133,16 @@ if not needs_sites(user["org_id"], "alerts"):
                 f"typical up to {100 * (ev.get('benchmark_high') or 0):.0f} %: "
                 f"{ev.get('excess_kwh_per_hour', 0):.1f} kWh every hour above it."
             )
+            if alert["rule"] == "baseload":
+                out = baseload_evidence(alert)
+                if out is not None:
+                    st.plotly_chart(
+                        charts.baseload_profile(
+                            out["series"], tz, ev.get("benchmark_high"),
+                            title="Load by hour of day over the alert's window",
+                        ),
+                        key=f"evidence-{alert['id']}",
+                    )  # fmt: skip
         st.markdown("##### History")
         st.dataframe(
             pd.DataFrame(

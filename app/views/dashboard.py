@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import data
 from app.auth import current_user
-from app.components.first_run import needs_sites
+from app.components.first_run import needs_data, needs_sites
 from app.components.health_widget import health_widget
 
 user = current_user()
@@ -15,12 +15,15 @@ st.caption(f"{org['name']} · tariff {org['currency']} {org['tariff_per_kwh']:.3
 
 if not needs_sites(user["org_id"], "dashboard"):
     end = data.now_hour().isoformat()
-    open_alerts = data.alert_list(user["org_id"], status="open")["data"]
+    open_counts = data.open_alert_counts(user["org_id"])
     for site in data.site_overview(user["org_id"]):
         with st.container(border=True):
             st.markdown(f"#### {site['name']} · `{site['site_id']}`")
             if not data.energy_meters(user["org_id"], site["site_id"]):
                 st.caption("No energy meters at this site yet.")
+                continue
+            if not data.site_has_readings(user["org_id"], site["site_id"]):
+                needs_data(0, "kWh to show for this site", key=site["site_id"])
                 continue
             day = data.last_24h(user["org_id"], site["site_id"], end)
             c1, c2, c3, c4 = st.columns(4)
@@ -45,8 +48,7 @@ if not needs_sites(user["org_id"], "dashboard"):
                 "Cost, last 24 h",
                 f"{org['currency']} {day['actual_kwh'] * org['tariff_per_kwh']:,.0f}",
             )
-            site_open = [a for a in open_alerts if a["site_id"] == site["site_id"]]
-            c4.metric("Open alerts", len(site_open))
+            c4.metric("Open alerts", open_counts.get(site["site_id"], 0))
             if day["without_baseline"]:
                 st.caption(
                     "No baseline yet for "
@@ -54,9 +56,10 @@ if not needs_sites(user["org_id"], "dashboard"):
                     + " (needs 14 days)."
                 )
     health_widget(user["org_id"], key="dashboard-health")
+    latest = data.alert_list(user["org_id"], status="open", limit=8)
     st.subheader("Latest open alerts")
-    if open_alerts:
-        frame = pd.DataFrame(open_alerts[:8])[
+    if latest["data"]:
+        frame = pd.DataFrame(latest["data"])[
             ["site_id", "meter_id", "rule", "severity", "summary", "start_utc"]
         ]
         st.dataframe(
@@ -71,6 +74,8 @@ if not needs_sites(user["org_id"], "dashboard"):
                 "start_utc": "Start (UTC)",
             },
         )
+        if latest["count"] > len(latest["data"]):
+            st.caption(f"The newest {len(latest['data'])} of {latest['count']} open alerts.")
         if st.button("Triage alerts", icon=":material/notifications:"):
             st.switch_page("views/alerts.py")
     else:

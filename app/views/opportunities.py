@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, data
 from app.auth import current_user
-from app.components.first_run import needs_sites
+from app.components.first_run import needs_data, needs_sites
 
 user = current_user()
 st.title("Opportunities & savings")
@@ -52,6 +52,9 @@ if not needs_sites(user["org_id"], "opportunities"):
     opps = sorted(found["opportunities"], key=lambda o: -o["annual_money_high"])
     for skipped in found["meters_without_baseline"]:
         st.caption(f"{skipped['meter_id']}: no baseline ({skipped['reason']}).")
+    if not opps and not data.site_has_readings(user["org_id"], site["site_id"]):
+        needs_data(0, "opportunities at this site", key=site["site_id"])
+        st.stop()
     if not opps:
         st.success(
             "No avoidable waste found at this site in the period.", icon=":material/check_circle:"
@@ -89,8 +92,23 @@ if not needs_sites(user["org_id"], "opportunities"):
                     key=f"opp-{i}",
                 )
             elif "baseload_ratio" in o["evidence"]:
+                ev = o["evidence"]
                 st.metric(
                     "Baseload share of average load",
-                    f"{100 * o['evidence']['baseload_ratio']:.0f} %",
-                    help=f"Sector typical up to {100 * o['evidence']['benchmark_high']:.0f} %",
+                    f"{100 * ev['baseload_ratio']:.0f} %",
+                    help=f"Sector typical up to {100 * (ev['benchmark_high'] or 0):.0f} %",
                 )
+                out = found["baselines"].get(o["meter_id"], {"ok": False})
+                if out["ok"]:
+                    st.plotly_chart(
+                        charts.baseload_profile(
+                            out["series"], out["timezone"], ev["benchmark_high"],
+                            title="Load by hour of day against the baseload",
+                        ),
+                        key=f"opp-{i}",
+                    )  # fmt: skip
+                    st.caption(
+                        "Even the quietest hours stay above what the sector typically needs: "
+                        "look for what runs all night and all weekend (compressed-air leaks, "
+                        "chillers, ventilation, standby lines)."
+                    )

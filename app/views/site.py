@@ -78,10 +78,14 @@ if not needs_sites(user["org_id"], "site view"):
     for meter_id in chosen:
         with st.container(border=True):
             st.markdown(f"#### {meter_id}")
-            out = data.baseline(
+            view = data.meter_view(
                 user["org_id"], site["site_id"], meter_id, start.isoformat(), end.isoformat()
             )
+            out = view["baseline"]
             if not out["ok"]:
+                if not data.meter_has_readings(user["org_id"], site["site_id"], meter_id):
+                    needs_data(0, "chart", key=meter_id)
+                    continue
                 st.warning(f"No baseline for this range: {out['reason']}.", icon=":material/info:")
                 points = data.series(
                     user["org_id"],
@@ -91,22 +95,20 @@ if not needs_sites(user["org_id"], "site view"):
                     end.isoformat(),
                     resolution,
                 )
-                if not needs_data(sum(1 for p in points if p["kwh"] is not None), "chart"):
+                if any(p["kwh"] is not None for p in points):
                     st.plotly_chart(
                         charts.readings_only(points, site["timezone"], resolution),
                         key=f"trend-{meter_id}",
                     )
+                else:
+                    st.info("No readings in this range: pick other dates.", icon=":material/info:")
                 continue
-            events = data.anomalies(
-                user["org_id"], site["site_id"], meter_id, start.isoformat(), end.isoformat()
-            )["events"]
+            events = view["events"]
             fig = charts.trend(out, events=events, resolution=resolution)
             st.plotly_chart(fig, key=f"trend-{meter_id}")
             fit = out["fit"]
             g14 = fit["ashrae_g14_hourly"]
-            k = data.kpis(
-                user["org_id"], site["site_id"], meter_id, start.isoformat(), end.isoformat()
-            )
+            k = view["kpis"]
             anomalies_above = sum(1 for e in events if e["direction"] == "above")
 
             def share(value: float | None) -> str:
