@@ -143,10 +143,38 @@ def describe_db_failure(exc: BaseException) -> str:
     return f"driver error ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
+class ReadOnlyDatabase(RuntimeError):
+    """The database answers but cannot take writes now."""
+
+
+HEALTH_LOCK_WAIT_MS = 2000
+
+
 def ping(engine: Engine | None = None) -> None:
-    """Round-trip a trivial query; raises the driver's error when the database does not answer."""
-    with (engine or get_engine()).connect() as conn:
+    """Check that the database answers and can take writes.
+
+    Raises the driver's error when it does not answer, and ReadOnlyDatabase when it is
+    read-only (PostgreSQL: a replica, recovery or the read-only setting) or, on SQLite, when
+    another process has held the write lock for longer than HEALTH_LOCK_WAIT_MS.
+    """
+    engine = engine or get_engine()
+    with engine.connect() as conn:
         conn.execute(text("SELECT 1")).scalar_one()
+        if engine.dialect.name == "postgresql":
+            if conn.execute(text("SHOW transaction_read_only")).scalar_one() == "on":
+                raise ReadOnlyDatabase("database is read-only")
+            return
+        conn.rollback()  # end the read transaction; probe the write lock on the raw driver
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={HEALTH_LOCK_WAIT_MS}")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute("ROLLBACK")
+        except Exception as exc:  # sqlite3.OperationalError: locked, read-only, disk I/O
+            raise ReadOnlyDatabase(describe_db_failure(exc)) from exc
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -7,7 +7,7 @@ from litestar import Controller, get
 from litestar.datastructures import State
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.db import describe_db_failure, ping
+from core.db import ReadOnlyDatabase, describe_db_failure, ping
 from core.errors import Unavailable
 
 log = logging.getLogger("cei.api")
@@ -24,10 +24,17 @@ class HealthController(Controller):
 
     @get("/db", exclude_from_auth=True, opt={"integration_token": True})
     async def health_db(self, state: State) -> dict[str, str]:
-        """Readiness: 200 when a query round-trips to the database, 503 with the reason if not."""
+        """Readiness: 200 when the database answers and can take writes; 503 with the reason
+        when it is unreachable, read-only, or (SQLite) its write lock is held elsewhere."""
         engine = state.engine
         try:
             await to_thread.run_sync(ping, engine)
+        except ReadOnlyDatabase as exc:
+            log.warning("database readiness check failed: %s", exc)
+            raise Unavailable(
+                f"{engine.dialect.name} database cannot take writes: {exc}",
+                code="database_unavailable",
+            ) from None
         except (SQLAlchemyError, OSError) as exc:
             # The full driver message (host, port, user) goes to the log, not to anonymous callers.
             log.warning("database readiness check failed: %s", exc)
