@@ -96,11 +96,13 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
     store = rate_store or make_store(settings)
     token_limits = RateLimiter(store, per_minute=settings.rate_limit_token_per_minute)
     user_limits = RateLimiter(store, per_minute=settings.rate_limit_user_per_minute)
+    anonymous_limits = RateLimiter(store, per_minute=settings.rate_limit_anonymous_per_minute)
     throttle = LoginThrottle(
         store,
         max_failures=settings.login_max_failures,
         lockout_seconds=settings.login_lockout_seconds,
         lockout_max_seconds=settings.login_lockout_max_seconds,
+        max_failures_per_email=settings.login_max_failures_per_email,
     )
     engine = get_engine(settings.effective_database_url)
     handlers = list(ROUTE_HANDLERS)
@@ -109,6 +111,11 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
     api = Router(path=API_PREFIX, route_handlers=handlers)
     logging.getLogger("cei").setLevel(logging.INFO)
     start_scans, stop_scans = _alert_scans(settings)
+
+    async def close_store() -> None:
+        if rate_store is None:  # ours to close (a Redis connection pool)
+            await store.__aexit__(None, None, None)
+
     app = Litestar(
         route_handlers=[api],
         state=State({"engine": engine, "settings": settings, "login_throttle": throttle}),
@@ -138,10 +145,13 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
         else None,
         before_send=[add_security_headers],
         # App-wide, so a handler mounted anywhere is closed to integration tokens by default.
-        guards=[integration_scope_guard, rate_limit_guard(token_limits, user_limits)],
+        guards=[
+            integration_scope_guard,
+            rate_limit_guard(token_limits, user_limits, anonymous_limits),
+        ],
         request_max_body_size=settings.max_body_bytes,
         on_startup=[start_scans, _freeze_startup_heap],
-        on_shutdown=[stop_scans],
+        on_shutdown=[stop_scans, close_store],
         debug=False,
     )
     document_errors(app)

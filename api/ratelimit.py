@@ -1,20 +1,24 @@
 """Rate limits and login throttling, counted in a Litestar store that API workers can share.
 
-- Per integration token and per signed-in user: a fixed one-minute window of requests
-  (`CEI_RATE_LIMIT_TOKEN_PER_MINUTE`, `CEI_RATE_LIMIT_USER_PER_MINUTE`); over it, 429 with
-  Retry-After (the seconds left in the window).
-- Login: per email and client address, after `CEI_LOGIN_MAX_FAILURES` wrong passwords the next
-  attempts are refused for a delay that doubles with each further failure, from
-  `CEI_LOGIN_LOCKOUT_SECONDS` up to `CEI_LOGIN_LOCKOUT_MAX_SECONDS`. A correct password resets
-  it. Keyed by address as well as email, so guessing from one place cannot lock the owner out
-  from another, and no lock lasts longer than the cap.
+- Per integration token, per signed-in user and per client address for unauthenticated calls
+  (signup, login, refresh): a fixed one-minute window of requests
+  (`CEI_RATE_LIMIT_TOKEN_PER_MINUTE`, `CEI_RATE_LIMIT_USER_PER_MINUTE`,
+  `CEI_RATE_LIMIT_ANONYMOUS_PER_MINUTE`); over it, 429 with Retry-After (the seconds left in
+  the window).
+- Login, per email and client address: after `CEI_LOGIN_MAX_FAILURES` wrong passwords the next
+  attempt waits a delay that doubles with each further failure, from `CEI_LOGIN_LOCKOUT_SECONDS`
+  up to `CEI_LOGIN_LOCKOUT_MAX_SECONDS`; while it waits, one attempt at a time. A correct
+  password resets it. Keyed by address as well as email, so guessing from one place cannot
+  lock the owner out from another, and no wait lasts longer than the cap.
+- Login, per email from every address together: at most `CEI_LOGIN_MAX_FAILURES_PER_EMAIL`
+  wrong passwords in a 15-minute window, so rotating addresses buys an attacker no more
+  guesses. Reaching it refuses that email until the window ends (at most 15 minutes).
 
 The store is Litestar's: in memory by default (one process), Redis when `CEI_REDIS_URL` is set
-(shared by every worker). Counts use the store's get/set, so two workers can each let one extra
-request through at the window's edge; the limit is a safeguard, not an accounting.
+(shared by every worker). Counters are atomic: Redis INCR, or a lock around the memory store.
 """
 
-import json
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -22,22 +26,50 @@ from collections.abc import Callable
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 
 from api.errors import problem
 from core.accounts import Principal
 from core.settings import Settings
 
 WINDOW_SECONDS = 60
+EMAIL_WINDOW_SECONDS = 900
+STATE_TTL_SECONDS = 86_400  # a login failure is forgotten a day after the last one
+
+
+class CountingRedisStore(RedisStore):
+    """Litestar's Redis store with an atomic counter."""
+
+    async def incr(self, key: str, by: int, expires_in: int) -> int:
+        name = self._make_key(key)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(name, by)
+            pipe.expire(name, expires_in)
+            count, _ = await pipe.execute()
+        return int(count)
 
 
 def make_store(settings: Settings) -> Store:
     if settings.redis_url:
-        from litestar.stores.redis import RedisStore  # needs the redis package
-
-        return RedisStore.with_client(url=settings.redis_url, namespace="cei")
-    from litestar.stores.memory import MemoryStore
-
+        return CountingRedisStore.with_client(url=settings.redis_url, namespace="cei")
     return MemoryStore()
+
+
+_locks: dict[tuple[int, int], asyncio.Lock] = {}
+
+
+async def incr(store: Store, key: str, *, by: int = 1, expires_in: int) -> int:
+    """Add `by` to the counter at `key` and return the new value, atomically."""
+    if isinstance(store, CountingRedisStore):
+        return await store.incr(key, by, expires_in)
+    # The memory store lives in one process; one lock per store and event loop serialises
+    # the read and the write (an asyncio lock cannot be shared across loops).
+    lock = _locks.setdefault((id(store), id(asyncio.get_running_loop())), asyncio.Lock())
+    async with lock:
+        count = int(await store.get(key) or 0) + by
+        await store.set(key, str(count), expires_in=expires_in)
+        return count
 
 
 def too_many(retry_after: float, detail: str):
@@ -59,17 +91,17 @@ class RateLimiter:
         """Count a request; the seconds to wait when it is over the limit, else None."""
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
-        name = f"rate:{key}:{window}"
-        raw = await self.store.get(name)
-        count = int(raw or 0) + 1
-        await self.store.set(name, str(count), expires_in=2 * WINDOW_SECONDS)
+        count = await incr(self.store, f"rate:{key}:{window}", expires_in=2 * WINDOW_SECONDS)
         if count > self.per_minute:
             return (window + 1) * WINDOW_SECONDS - now
         return None
 
 
 class LoginThrottle:
-    """Backoff after repeated wrong passwords for one email from one address."""
+    """Backoff after wrong passwords: per email and address, and per email overall.
+
+    `begin` reserves an attempt before the password is checked, so parallel guesses cannot all
+    slip through one check; `end` releases it with the outcome."""
 
     def __init__(
         self,
@@ -78,51 +110,87 @@ class LoginThrottle:
         max_failures: int,
         lockout_seconds: float,
         lockout_max_seconds: float,
+        max_failures_per_email: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.max_failures = max_failures
         self.lockout = lockout_seconds
         self.lockout_max = lockout_max_seconds
+        self.max_per_email = max_failures_per_email
         self.clock = clock
 
     @staticmethod
-    def _key(email: str, address: str) -> str:
-        return f"login:{email.strip().lower()}:{address}"
+    def _who(email: str, address: str) -> str:
+        return f"{email.strip().lower()}:{address}"
 
-    async def _state(self, key: str) -> dict:
-        raw = await self.store.get(key)
-        return json.loads(raw) if raw else {"failures": 0, "until": 0.0}
+    def _email_window(self, email: str) -> tuple[str, float]:
+        window = int(self.clock() // EMAIL_WINDOW_SECONDS)
+        end = (window + 1) * EMAIL_WINDOW_SECONDS
+        return f"login-email:{email.strip().lower()}:{window}", end
+
+    async def _int(self, key: str) -> int:
+        return int(await self.store.get(key) or 0)
 
     async def wait(self, email: str, address: str) -> float | None:
         """Seconds until this email may try again from this address, or None."""
-        until = (await self._state(self._key(email, address)))["until"]
-        left = until - self.clock()
+        now = self.clock()
+        who = self._who(email, address)
+        email_key, window_end = self._email_window(email)
+        if await self._int(email_key) >= self.max_per_email:
+            return window_end - now
+        failures = await self._int(f"login-fail:{who}")
+        if failures < self.max_failures:
+            return None
+        delay = min(self.lockout * 2 ** (failures - self.max_failures), self.lockout_max)
+        left = await self._int(f"login-last:{who}") / 1000 + delay - now
         return left if left > 0 else None
 
-    async def failed(self, email: str, address: str) -> None:
-        key = self._key(email, address)
-        state = await self._state(key)
-        state["failures"] += 1
-        over = state["failures"] - self.max_failures
-        if over >= 0:
-            delay = min(self.lockout * 2**over, self.lockout_max)
-            state["until"] = self.clock() + delay
-        # Forgotten a day after the last failure.
-        await self.store.set(key, json.dumps(state), expires_in=86_400)
+    async def begin(self, email: str, address: str) -> float | None:
+        """Reserve an attempt; the seconds to wait instead when it is refused."""
+        wait = await self.wait(email, address)
+        if wait is not None:
+            return wait
+        who = self._who(email, address)
+        busy = await incr(self.store, f"login-busy:{who}", expires_in=WINDOW_SECONDS)
+        failures = await self._int(f"login-fail:{who}")
+        allowed = max(1, self.max_failures - failures)  # once backing off, one at a time
+        if busy > allowed:
+            await incr(self.store, f"login-busy:{who}", by=-1, expires_in=WINDOW_SECONDS)
+            return 1.0
+        return None
 
-    async def succeeded(self, email: str, address: str) -> None:
-        await self.store.delete(self._key(email, address))
+    async def end(self, email: str, address: str, *, outcome: str) -> None:
+        """Release a reserved attempt: `ok` resets the count, `wrong` adds a failure,
+        anything else (the check could not run) counts nothing."""
+        who = self._who(email, address)
+        await incr(self.store, f"login-busy:{who}", by=-1, expires_in=WINDOW_SECONDS)
+        if outcome == "ok":
+            await self.store.delete(f"login-fail:{who}")
+            return
+        if outcome != "wrong":
+            return
+        await incr(self.store, f"login-fail:{who}", expires_in=STATE_TTL_SECONDS)
+        millis = str(int(self.clock() * 1000))
+        await self.store.set(f"login-last:{who}", millis, expires_in=STATE_TTL_SECONDS)
+        email_key, _ = self._email_window(email)
+        await incr(self.store, email_key, expires_in=2 * EMAIL_WINDOW_SECONDS)
 
 
-def rate_limit_guard(tokens: RateLimiter, users: RateLimiter):
-    """An app-wide guard: each integration token and each user within its per-minute limit."""
+def client_address(connection: ASGIConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def rate_limit_guard(tokens: RateLimiter, users: RateLimiter, anonymous: RateLimiter):
+    """An app-wide guard: each integration token, each user and each address of callers
+    without credentials within its per-minute limit."""
 
     async def guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
-            return
-        if principal.is_user:
+            wait = await anonymous.hit(f"anon:{client_address(connection)}")
+            what = f"more than {anonymous.per_minute} unauthenticated requests a minute"
+        elif principal.is_user:
             wait = await users.hit(f"user:{principal.user_id}")
             what = f"more than {users.per_minute} requests a minute from this user"
         else:

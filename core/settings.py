@@ -51,9 +51,12 @@ class Settings(BaseSettings):
     # redis_url is set (shared by every API worker), else in the process's memory.
     rate_limit_token_per_minute: int = Field(default=6000, ge=1)
     rate_limit_user_per_minute: int = Field(default=1200, ge=1)
+    # Callers without credentials (signup, login, refresh, health), per client address.
+    rate_limit_anonymous_per_minute: int = Field(default=300, ge=1)
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_seconds: float = Field(default=30.0, gt=0)
     login_lockout_max_seconds: float = Field(default=900.0, gt=0)
+    login_max_failures_per_email: int = Field(default=100, ge=1)
     redis_url: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -10,7 +10,7 @@ from litestar.params import JSONBody
 from sqlmodel import Session
 
 from api.auth import requires_admin
-from api.ratelimit import too_many
+from api.ratelimit import client_address, too_many
 from core import accounts
 from core.accounts import Principal
 from core.db import session_scope
@@ -69,20 +69,24 @@ class AccountController(Controller):
         """Exchange email and password for an access token and a refresh token.
 
         After repeated wrong passwords for one email from one address, further attempts are
-        refused for a while (429 with Retry-After; the delay doubles, up to a cap)."""
+        refused for a while (429 with Retry-After; the delay doubles, up to a cap); many wrong
+        passwords for one email from anywhere refuse it for the rest of a 15-minute window."""
         throttle = state.login_throttle
-        address = request.client.host if request.client else "unknown"
-        wait = await throttle.wait(data.email, address)
+        address = client_address(request)
+        wait = await throttle.begin(data.email, address)
         if wait is not None:
             raise too_many(wait, "too many failed sign-ins; try again after Retry-After seconds")
+        outcome = "error"  # a database outage releases the attempt without counting it
         try:
             pair = await to_thread.run_sync(
                 partial(_login, state.engine, data.email, data.password, settings)
             )
+            outcome = "ok"
         except Unauthorized:
-            await throttle.failed(data.email, address)
+            outcome = "wrong"
             raise
-        await throttle.succeeded(data.email, address)
+        finally:
+            await throttle.end(data.email, address, outcome=outcome)
         return pair
 
     @post("/refresh", exclude_from_auth=True, sync_to_thread=True, status_code=200)

@@ -1,7 +1,9 @@
 """Rate limits per integration token and per user, login throttling, shared counters."""
 
 import asyncio
+import time
 
+import pytest
 from litestar.stores.memory import MemoryStore
 from litestar.testing import TestClient
 
@@ -88,18 +90,121 @@ def test_login_backs_off_after_failures_and_never_locks_for_good(client):
     assert login("wrong-password-4").status_code == 401
 
 
+def _throttle(**kw) -> LoginThrottle:
+    opts = {"max_failures": 3, "lockout_seconds": 30, "lockout_max_seconds": 900, **kw}
+    return LoginThrottle(MemoryStore(), **opts)
+
+
+async def _fail(throttle: LoginThrottle, email: str, address: str) -> None:
+    assert await throttle.begin(email, address) is None
+    await throttle.end(email, address, outcome="wrong")
+
+
 def test_guessing_from_one_address_does_not_lock_the_owner_out_elsewhere():
-    throttle = LoginThrottle(
-        MemoryStore(), max_failures=3, lockout_seconds=30, lockout_max_seconds=900
-    )
+    throttle = _throttle()
 
     async def scenario():
-        for _ in range(10):
-            await throttle.failed("Owner@Plant.example", "203.0.113.9")
-        attacker = await throttle.wait("owner@plant.example", "203.0.113.9")
-        owner = await throttle.wait("owner@plant.example", "198.51.100.7")
+        for _ in range(3):
+            await _fail(throttle, "Owner@Plant.example", "203.0.113.9")
+        attacker = await throttle.begin("owner@plant.example", "203.0.113.9")
+        owner = await throttle.begin("owner@plant.example", "198.51.100.7")
         return attacker, owner
 
     attacker, owner = asyncio.run(scenario())
     assert attacker is not None and 0 < attacker <= 900
     assert owner is None
+
+
+def test_rotating_addresses_buys_no_more_guesses_than_the_per_email_cap():
+    now = [1_000_000.0]
+    throttle = _throttle(max_failures_per_email=10, clock=lambda: now[0])
+
+    async def scenario():
+        refused_at = None
+        for i in range(50):  # a new address for every guess
+            address = f"198.51.100.{i}"
+            if await throttle.begin("owner@plant.example", address) is not None:
+                refused_at = i
+                break
+            await throttle.end("owner@plant.example", address, outcome="wrong")
+        later = now[0] + 901  # the 15-minute window has passed: the owner can sign in
+        now[0] = later
+        return refused_at, await throttle.begin("owner@plant.example", "192.0.2.1")
+
+    refused_at, after_window = asyncio.run(scenario())
+    assert refused_at == 10
+    assert after_window is None
+
+
+def test_parallel_guesses_cannot_all_pass_one_check():
+    throttle = _throttle()
+
+    async def scenario():
+        for _ in range(3):  # at the threshold: the next attempt is one at a time
+            await _fail(throttle, "owner@plant.example", "203.0.113.9")
+        throttle.clock = lambda: time.time() + 10_000  # the wait is over
+        return await asyncio.gather(
+            *(throttle.begin("owner@plant.example", "203.0.113.9") for _ in range(20))
+        )
+
+    answers = asyncio.run(scenario())
+    assert sum(a is None for a in answers) == 1
+
+
+def test_a_database_outage_during_login_counts_no_failure():
+    throttle = _throttle()
+
+    async def scenario():
+        for _ in range(10):
+            assert await throttle.begin("owner@plant.example", "203.0.113.9") is None
+            await throttle.end("owner@plant.example", "203.0.113.9", outcome="error")
+        return await throttle.begin("owner@plant.example", "203.0.113.9")
+
+    assert asyncio.run(scenario()) is None
+
+
+def test_callers_without_credentials_are_limited_per_address(settings, engine):
+    limited = settings.model_copy(update={"rate_limit_anonymous_per_minute": 4})
+    with TestClient(app=create_app(limited)) as client:
+        codes = [
+            client.post(
+                "/api/v1/auth/login", json={"email": "x@y.example", "password": "wrong-guess-1"}
+            ).status_code
+            for _ in range(5)
+        ]
+        assert codes == [401] * 4 + [429]
+        refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 40})
+        assert refresh.status_code == 429 and int(refresh.headers["retry-after"]) >= 1
+
+
+def _redis_or_skip(url: str = "redis://127.0.0.1:6379/15"):
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.flushdb()  # database 15 is the tests' own: no counts left from an earlier run
+    except redis.exceptions.ConnectionError:
+        pytest.skip("needs Redis at 127.0.0.1:6379")
+    finally:
+        client.close()
+    return url
+
+
+def test_workers_configured_with_redis_share_counts_through_it(settings, engine):
+    """Two apps, as two worker processes would be, each with its own Redis connection."""
+    url = _redis_or_skip()
+    limited = settings.model_copy(
+        update={"redis_url": url, "rate_limit_token_per_minute": 3, "login_max_failures": 2}
+    )
+    one_app, two_app = create_app(limited), create_app(limited)
+    with TestClient(app=one_app) as one, TestClient(app=two_app) as two:
+        user = signup(one, org="Redis Works")
+        make_site(one, user["headers"], "lim")
+        token = bearer(make_token(one, user["headers"])["token"])
+        codes = [_batch(c, token, h).status_code for h, c in enumerate((one, two, one, two))]
+        assert codes == [200, 200, 200, 429]
+        wrong = {"email": user["email"], "password": "wrong-password-9"}
+        assert one.post("/api/v1/auth/login", json=wrong).status_code == 401
+        assert two.post("/api/v1/auth/login", json=wrong).status_code == 401
+        refused = one.post("/api/v1/auth/login", json={**wrong, "password": PASSWORD})
+        assert refused.status_code == 429  # the failures seen by both workers add up
