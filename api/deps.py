@@ -1,11 +1,13 @@
 """Request-scoped dependencies: one database transaction per request."""
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
+from typing import Annotated, TypeVar
 
 from anyio import to_thread
 from litestar import Request
 from litestar.datastructures import State
+from litestar.params import Parameter
 from sqlmodel import Session
 
 from core.db import begin_write
@@ -14,6 +16,16 @@ from core.settings import Settings
 
 log = logging.getLogger("cei.api")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Every list endpoint pages: at most PAGE_MAX rows an answer, `count` is the total.
+PAGE_MAX = 1000
+PageLimit = Annotated[int, Parameter(ge=1, le=PAGE_MAX, description="rows per page")]
+PageOffset = Annotated[int, Parameter(ge=0, le=10_000_000, description="rows to skip")]
+T = TypeVar("T")
+
+
+def page(rows: Sequence[T], limit: int, offset: int) -> list[T]:
+    return list(rows[offset : offset + limit])
 
 
 async def provide_session(state: State, request: Request) -> AsyncGenerator[Session, None]:

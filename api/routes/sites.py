@@ -2,10 +2,11 @@
 
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlmodel import Session
 
 from api.auth import requires_admin
+from api.deps import PageLimit, PageOffset, page
 from core import sites
 from core.models import (
     MeterCreate,
@@ -24,10 +25,16 @@ class SiteController(Controller):
     tags = ["sites and meters"]
 
     @get("/", sync_to_thread=True)
-    def list_sites(self, request: Request, db_session: NamedDependency[Session]) -> SitesPublic:
-        """The organisation's sites with their meter counts."""
+    def list_sites(
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        limit: FromQuery[PageLimit] = 500,
+        offset: FromQuery[PageOffset] = 0,
+    ) -> SitesPublic:
+        """The organisation's sites with their meter counts; paged, `count` is the total."""
         rows = sites.list_sites(db_session, org_id=request.user.org_id)
-        return SitesPublic(data=rows, count=len(rows))
+        return SitesPublic(data=page(rows, limit, offset), count=len(rows))
 
     @post("/", sync_to_thread=True, guards=[requires_admin])
     def create_site(
@@ -74,12 +81,17 @@ class MeterController(Controller):
 
     @get("/", sync_to_thread=True)
     def list_meters(
-        self, request: Request, db_session: NamedDependency[Session], site_id: FromPath[str]
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        site_id: FromPath[str],
+        limit: FromQuery[PageLimit] = 500,
+        offset: FromQuery[PageOffset] = 0,
     ) -> MetersPublic:
-        """The meters registered at a site."""
+        """The meters registered at a site; paged, `count` is the total."""
         site, meters = sites.list_meters(db_session, org_id=request.user.org_id, site_id=site_id)
-        rows = [sites.meter_public(m, site) for m in meters]
-        return MetersPublic(data=rows, count=len(rows))
+        rows = [sites.meter_public(m, site) for m in page(meters, limit, offset)]
+        return MetersPublic(data=rows, count=len(meters))
 
     @post("/", sync_to_thread=True, guards=[requires_admin])
     def create_meter(

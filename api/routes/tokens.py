@@ -4,10 +4,11 @@ from typing import Annotated
 
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromQuery, JSONBody, Parameter
 from sqlmodel import Session
 
 from api.auth import requires_admin
+from api.deps import PageLimit, PageOffset, page
 from core import tokens
 from core.models import IntegrationTokenCreate, IntegrationTokenCreated, IntegrationTokensPublic
 
@@ -31,13 +32,17 @@ class IntegrationTokenController(Controller):
 
     @get("/", sync_to_thread=True)
     def list_tokens(
-        self, request: Request, db_session: NamedDependency[Session]
+        self,
+        request: Request,
+        db_session: NamedDependency[Session],
+        limit: FromQuery[PageLimit] = 500,
+        offset: FromQuery[PageOffset] = 0,
     ) -> IntegrationTokensPublic:
-        """Every token of the organisation with prefix, status and last use; never the secret."""
-        rows = [
-            tokens.to_public(t) for t in tokens.list_tokens(db_session, org_id=request.user.org_id)
-        ]
-        return IntegrationTokensPublic(data=rows, count=len(rows))
+        """The organisation's tokens with prefix, status and last use, never the secret;
+        paged, `count` is the total."""
+        every = tokens.list_tokens(db_session, org_id=request.user.org_id)
+        rows = [tokens.to_public(t) for t in page(every, limit, offset)]
+        return IntegrationTokensPublic(data=rows, count=len(every))
 
     @delete("/{token_id:int}", sync_to_thread=True, status_code=204)
     def delete_token(

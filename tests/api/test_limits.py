@@ -6,9 +6,12 @@ import time
 import pytest
 from litestar.stores.memory import MemoryStore
 from litestar.testing import TestClient
+from sqlmodel import select
 
 from api.main import create_app
 from api.ratelimit import LoginThrottle
+from core.db import session_scope
+from core.models import Reading
 from tests.factories import PASSWORD, bearer, hourly_records, make_site, make_token, signup
 
 
@@ -208,3 +211,43 @@ def test_workers_configured_with_redis_share_counts_through_it(settings, engine)
         assert two.post("/api/v1/auth/login", json=wrong).status_code == 401
         refused = one.post("/api/v1/auth/login", json={**wrong, "password": PASSWORD})
         assert refused.status_code == 429  # the failures seen by both workers add up
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/sites", "/api/v1/sites/lim/meters", "/api/v1/integration-tokens"]
+)
+def test_list_endpoints_page_and_refuse_pages_over_the_cap(client, path):
+    user = signup(client, org="Paged Works")
+    make_site(client, user["headers"], "lim", meters=("main-incomer", "m-2", "m-3"))
+    make_site(client, user["headers"], "lim-2")
+    make_site(client, user["headers"], "lim-3")
+    for name in ("a", "b", "c"):
+        make_token(client, user["headers"], name=name)
+    whole = client.get(path, headers=user["headers"]).json()
+    assert whole["count"] == 3 and len(whole["data"]) == 3
+    second = client.get(f"{path}?limit=1&offset=1", headers=user["headers"]).json()
+    assert second["count"] == 3 and second["data"] == whole["data"][1:2]
+    over = client.get(f"{path}?limit=1001", headers=user["headers"])
+    assert over.status_code == 400 and over.json()["code"] == "validation_error"
+
+
+def test_a_csv_upload_over_the_size_limit_is_413_and_stores_nothing(settings, engine):
+    small = settings.model_copy(update={"max_upload_bytes": 4096})
+    with TestClient(app=create_app(small)) as client:
+        user = signup(client, org="Big File Works")
+        make_site(client, user["headers"], "lim")
+        rows = ["site_id,meter_id,timestamp_utc,value,unit"] + [
+            f"lim,main-incomer,2025-11-{1 + h // 24:02d}T{h % 24:02d}:00:00Z,5.0,kWh"
+            for h in range(200)
+        ]
+        body = ("\n".join(rows) + "\n").encode()
+        assert len(body) > 4096
+        for kwargs in (
+            {"content": body, "headers": {**user["headers"], "Content-Type": "text/csv"}},
+            {"files": {"file": ("big.csv", body, "text/csv")}, "headers": user["headers"]},
+        ):
+            r = client.post("/api/v1/timeseries/upload", **kwargs)
+            assert r.status_code == 413, r.text
+            assert r.json()["code"] == "payload_too_large"
+    with session_scope(engine) as session:
+        assert session.exec(select(Reading)).all() == []
