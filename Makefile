@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test lint fuzz clean
 
 run: $(STAMP)
 	$(BIN)/cei demo
@@ -13,6 +13,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+fuzz: $(STAMP)  # the long fuzzing mode (a nightly job): 1,000 generated cases per operation
+	CEI_FUZZ_EXAMPLES=1000 $(BIN)/pytest -q -s tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

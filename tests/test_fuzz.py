@@ -2,13 +2,16 @@
 malformed ingest records: no 5xx, responses as documented, every 4xx in the problem shape,
 nothing stored from bad records.
 
-CI runs a bounded number of examples per operation; CEI_FUZZ_EXAMPLES=1000 is the long mode.
+CI runs a bounded number of examples per operation (25), each within a deadline;
+`make fuzz` is the long mode (CEI_FUZZ_EXAMPLES=1000), for a nightly job.
 """
 
 import json
 import math
 import os
 import random
+import time
+from datetime import timedelta
 
 import pytest
 import schemathesis
@@ -22,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
 from sqlmodel import select
 
 from api.main import create_app
-from core import accounts
+from core import accounts, tokens
 from core.db import session_scope
-from core.models import Reading
+from core.models import IntegrationTokenCreate, Reading
 from core.settings import get_settings
 from tests.factories import bearer, make_site, make_token, signup
 
@@ -42,20 +45,27 @@ def _app():
 
 @pytest.fixture(name="credentials")
 def credentials_fixture(settings, engine):
-    """An admin of an organisation with a site and a meter, signed in."""
+    """An admin signed in and an integration token of one organisation."""
     with session_scope(engine) as session:
-        accounts.signup(
+        _user, org = accounts.signup(
             session,
             email="fuzz@plant.example",
             password="fuzzing-password-1",
             organization_name="Fuzz Works",
             settings=settings,
         )
+        org_id = org.id
     with session_scope(engine) as session:
         pair = accounts.login(
             session, email="fuzz@plant.example", password="fuzzing-password-1", settings=settings
         )
-    return {"Authorization": f"Bearer {pair.access_token}"}
+        created = tokens.create_token(
+            session, org_id=org_id, data=IntegrationTokenCreate(name="fuzz relay"), created_by=None
+        )
+    return {
+        "user": {"Authorization": f"Bearer {pair.access_token}"},
+        "token": {"Authorization": f"Bearer {created.token}"},
+    }
 
 
 def not_a_server_error(ctx: CheckContext, response, case) -> bool | None:
@@ -79,7 +89,11 @@ def errors_are_problems(ctx: CheckContext, response, case) -> bool | None:
 
 def fuzz_operation(strategy, label: str, cases: dict, credentials: dict, checks: list) -> None:
     @given(case=strategy)
-    @hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @hsettings(
+        max_examples=EXAMPLES,
+        deadline=timedelta(seconds=10),  # a request slower than this is a finding too
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case):
         cases[label] += 1
         case.call_and_validate(headers=credentials, checks=checks)
@@ -88,7 +102,15 @@ def fuzz_operation(strategy, label: str, cases: dict, credentials: dict, checks:
 
 
 def test_every_operation_survives_generated_requests(settings, engine, credentials):
-    schema = schemathesis.openapi.from_asgi("/api/docs/openapi.json", _app())
+    app = _app()
+    schema = schemathesis.openapi.from_asgi("/api/docs/openapi.json", app)
+    # The routes an integration token may call are fuzzed with the token as well.
+    token_paths = {
+        route.path
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        if handler.opt.get("integration_token")
+    }
     checks = [
         not_a_server_error,
         errors_are_problems,
@@ -96,15 +118,24 @@ def test_every_operation_survives_generated_requests(settings, engine, credentia
         content_type_conformance,
     ]
     cases: dict[str, int] = {}
+    started = time.monotonic()
     for result in schema.get_all_operations():
         operation = result.ok()
         label = f"{operation.method.upper()} {operation.path}"
         cases[label] = 0
-
-        fuzz_operation(operation.as_strategy(), label, cases, credentials, checks)
+        fuzz_operation(operation.as_strategy(), label, cases, credentials["user"], checks)
+        if operation.path in token_paths:
+            cases[f"{label} (token)"] = 0
+            fuzz_operation(
+                operation.as_strategy(), f"{label} (token)", cases, credentials["token"], checks
+            )
     assert len(cases) >= 35, sorted(cases)
+    assert sum("(token)" in label for label in cases) >= 4, sorted(cases)
     assert all(n > 0 for n in cases.values()), cases
-    print(f"fuzzed {sum(cases.values())} cases over {len(cases)} operations")  # noqa: T201
+    print(  # noqa: T201
+        f"fuzzed {sum(cases.values())} cases over {len(cases)} operations "
+        f"in {time.monotonic() - started:.0f} s (most per operation: {max(cases.values())})"
+    )
 
 
 def _malformed_records(n: int, seed: int = 7) -> list:
