@@ -421,8 +421,17 @@ def apply_findings(
     counts = {"raised": 0, "updated": 0, "closed": 0}
     matched: set[int] = set()
     raised: list[Alert] = []
+    # What this scan changed per alert, written as one history row each at the end.
+    changed: dict[int, tuple[Alert, str, dict]] = {}
     for f in sorted(found, key=lambda f: f.start):
-        alert = next((a for a in existing if _same_finding(a, f)), None)
+        alert = _match(existing, f)
+        if _family(f.rule) == "waste":
+            # Every alert holding hours of this finding has been seen by the scan; the hours
+            # another alert holds stay with it (an hour is wasted once, in one alert).
+            matched.update(id(a) for a in existing if _shared_hours(a, f))
+            f = _without_hours_of(f, [a for a in existing if a is not alert])
+            if f is None:
+                continue
         if alert is None:
             alert = _raise(session, org, meter, f, now) if write else _new_alert(org, meter, f, now)
             existing.append(alert)
@@ -432,12 +441,16 @@ def apply_findings(
             continue
         matched.add(id(alert))
         new = any(alert is r for r in raised)
-        outcome = _merge(session, alert, f, org, now, quiet=new or not write)
-        if outcome and not new:
+        merged = _merge(alert, f, org, now, may_end=_may_end(window, alert))
+        if merged and not new:
+            outcome, changes = merged
             counts[outcome] += 1
-    # Ongoing alerts this scan no longer sees continuing have ended.
+            _note(changed, alert, "closed" if outcome == "closed" else "extended", changes)
+    # Ongoing alerts this scan no longer sees continuing have ended (see _may_end).
     for alert in existing:
         if id(alert) in matched or not alert.ongoing or alert.end > end:
+            continue
+        if not _may_end(window, alert):
             continue
         changes = {"ongoing": [True, False]}
         alert.ongoing = False
@@ -449,23 +462,67 @@ def apply_findings(
             counts["closed"] += 1
         else:
             counts["updated"] += 1
-        if write:
-            _history(session, alert, kind="closed", changes=changes, now=now)
-            session.add(alert)
+        _note(changed, alert, "closed", changes)
     if not write:
         return counts
+    for alert, kind, changes in changed.values():
+        if changes := {k: v for k, v in changes.items() if v[0] != v[1]}:
+            _history(session, alert, kind=kind, changes=changes, now=now)
+        session.add(alert)
     for alert in raised:  # one "raised" entry with what the scan found in the end
         _history(session, alert, kind="raised", changes=_raised_changes(alert), now=now)
     session.flush()
     return counts
 
 
+def _note(changed: dict, alert: Alert, kind: str, changes: dict) -> None:
+    """Fold one change into the scan's record for the alert: first old value → last new
+    value per field; "closed" wins over "extended"."""
+    _, was, merged = changed.get(id(alert), (alert, kind, {}))
+    for k, (old, new) in changes.items():
+        merged[k] = [merged[k][0] if k in merged else old, new]
+    changed[id(alert)] = (alert, "closed" if "closed" in (was, kind) else kind, merged)
+
+
 def _raised_changes(alert: Alert) -> dict:
     return {k: [None, v] for k, v in _snapshot(alert).items() if k != "ongoing"}
 
 
-def _same_finding(alert: Alert, f: Finding) -> bool:
-    if _family(alert.rule) != _family(f.rule):
+def _hours(alert: Alert) -> set[str]:
+    return (
+        set((alert.evidence or {}).get("hourly", {})) if _family(alert.rule) == "waste" else set()
+    )
+
+
+def _shared_hours(alert: Alert, f: Finding) -> int:
+    if _family(alert.rule) != "waste":
+        return 0
+    return len(_hours(alert).intersection(f.evidence["hourly"]))
+
+
+def _match(existing: list[Alert], f: Finding) -> Alert | None:
+    """The alert a finding belongs to, or None for a new one.
+
+    A waste finding belongs to the alert holding most of its hours (the same event seen
+    again, whatever rule now dominates it). Otherwise to an alert of its own rule that it
+    overlaps, touches or (waste rules but spikes) follows within a day, the nearest first.
+    A finding never joins an alert of another rule only because it falls inside that alert's
+    span (a spike during the days a recurring night-load alert spans is its own alert)."""
+    if _family(f.rule) == "waste":
+        shared = [(n, i) for i, a in enumerate(existing) if (n := _shared_hours(a, f))]
+        if shared:
+            return existing[min(shared, key=lambda t: (-t[0], t[1]))[1]]
+    candidates = [(_distance(a, f), i) for i, a in enumerate(existing) if _continues(a, f)]
+    return existing[min(candidates)[1]] if candidates else None
+
+
+def _distance(alert: Alert, f: Finding) -> timedelta:
+    return max(f.start - alert.end, alert.start - f.end, timedelta(0))
+
+
+def _continues(alert: Alert, f: Finding) -> bool:
+    """A finding without hours in common with the alert that still continues it."""
+    if alert.rule != f.rule:
         return False
     if alert.status in (AlertStatus.resolved, AlertStatus.dismissed) and f.start >= alert.end:
         # The problem is back after someone closed it: a new alert, so triage sees it (and the
@@ -474,11 +531,40 @@ def _same_finding(alert: Alert, f: Finding) -> bool:
     if alert.start <= f.end and f.start <= alert.end:
         return True  # overlapping or touching
     return (
-        alert.rule == f.rule
-        and _family(f.rule) == "waste"
+        _family(f.rule) == "waste"
         and f.rule != AlertRule.spike
         and timedelta(0) < f.start - alert.end <= RECUR_GAP
     )
+
+
+def _without_hours_of(f: Finding, others: list[Alert]) -> Finding | None:
+    """The finding less the hours other alerts already hold (None if nothing is left)."""
+    taken = set().union(*(_hours(a) for a in others)) if others else set()
+    hourly = f.evidence["hourly"]
+    if taken.isdisjoint(hourly):
+        return f
+    kept = {ts: v for ts, v in hourly.items() if ts not in taken}
+    if not kept:
+        return None
+    first, last = min(kept), max(kept)
+    start = f.start if first == min(hourly) else datetime.fromisoformat(first)
+    end = f.end if last == max(hourly) else datetime.fromisoformat(last) + HOUR
+    out = Finding(f.rule, start, end, f.ongoing and end == f.end, evidence={"hourly": kept})
+    _summarise(out)
+    return out
+
+
+def _may_end(window: tuple[datetime, datetime], alert: Alert) -> bool:
+    """Whether a scan over `window` may end an ongoing waste or baseload alert it does not
+    see continuing: only if it looks past the alert's end (a rescan of the same hours with
+    another window, so another baseline, does not undo what an earlier scan recorded) and it
+    sees the alert whole, or as much of it as any scan can (a 7-day scan does not end an
+    alert that began before its window for lack of the data before it). A data-gap alarm
+    ends when data returns, whatever the window."""
+    start, end = window
+    if alert.rule == AlertRule.data_gap:
+        return True
+    return end > alert.end and (start <= alert.start or end - start >= MAX_SCAN_SPAN)
 
 
 def _raise(session: Session, org, meter: Meter, f: Finding, now: datetime) -> Alert:
@@ -511,20 +597,25 @@ def _new_alert(org, meter: Meter, f: Finding, now: datetime) -> Alert:
 
 
 def _merge(
-    session: Session, alert: Alert, f: Finding, org, now: datetime, *, quiet: bool = False
-) -> str | None:
-    """Fold a finding into its alert; returns "updated"/"closed", or None if nothing changed.
-    `quiet`: the alert was raised by this scan, its "raised" entry will say it all."""
+    alert: Alert, f: Finding, org, now: datetime, *, may_end: bool = True
+) -> tuple[str, dict] | None:
+    """Fold a finding into its alert; returns ("updated"|"closed", changes), or None if
+    nothing changed. `may_end`: the scan may end the alert if ongoing (`_may_end`); else it
+    extends it only."""
     before = _snapshot(alert)
     new_start, new_end = min(alert.start, f.start), max(alert.end, f.end)
     # A finding that reaches the alert's last hour says whether it still goes on.
     ongoing = f.ongoing if f.end >= alert.end - HOUR else alert.ongoing
+    if not may_end:
+        ongoing = ongoing or alert.ongoing
     if alert.rule == AlertRule.data_gap and alert.ongoing and not f.ongoing:
         # Data returned: the alarm keeps the silence the scans observed, however the hours
         # were filled in afterwards.
         ongoing = False
     if _family(alert.rule) == "waste":
-        hourly = {**alert.evidence.get("hourly", {}), **f.evidence["hourly"]}
+        # Hours the alert holds keep the values recorded when a scan first saw them: a later
+        # scan with another window (so another baseline) adds hours, never rewrites them.
+        hourly = {**f.evidence["hourly"], **alert.evidence.get("hourly", {})}
         merged = Finding(alert.rule, new_start, new_end, ongoing, evidence={"hourly": hourly})
         _summarise(merged)
         alert.rule, alert.hours, alert.severity = merged.rule, merged.hours, merged.severity
@@ -550,11 +641,7 @@ def _merge(
     if not changes:
         return None
     alert.updated_at = now
-    if not quiet:
-        kind = "closed" if outcome == "closed" else "extended"
-        _history(session, alert, kind=kind, changes=changes, now=now)
-        session.add(alert)
-    return outcome
+    return outcome, changes
 
 
 def _auto_close(alert: Alert, end: datetime, now: datetime) -> dict:
@@ -596,23 +683,8 @@ def _history(
     now: datetime,
     user: User | None = None,
 ) -> None:
-    if kind == "extended" and user is None:
-        # A long ongoing finding is extended by every scan: one history row per run of
-        # extensions (first old value → latest new value), not one per scan.
-        last = session.exec(
-            select(AlertEvent)
-            .where(AlertEvent.alert_id == alert.id)
-            .order_by(AlertEvent.id.desc())
-            .limit(1)
-        ).first()
-        if last is not None and last.kind == "extended" and last.actor == SCAN_ACTOR:
-            merged = dict(last.changes)
-            for k, (old, new) in changes.items():
-                merged[k] = [merged[k][0] if k in merged else old, new]
-            last.changes = merged
-            last.at = now
-            session.add(last)
-            return
+    """Append one history row: rows are never rewritten; a scan writes one row per alert it
+    changed (see `_note`)."""
     session.add(
         AlertEvent(
             alert_id=alert.id,

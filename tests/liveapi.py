@@ -23,8 +23,12 @@ def free_port() -> int:
 class Api:
     """Stoppable and restartable on the same port, over its own SQLite file."""
 
-    def __init__(self, workdir: Path, db_url: str | None = None, **env: str) -> None:
-        """Over its own SQLite file, or `db_url` (already migrated) when given."""
+    def __init__(
+        self, workdir: Path, db_url: str | None = None, *, workers: int = 1, **env: str
+    ) -> None:
+        """Over its own SQLite file, or `db_url` (already migrated) when given; `workers`
+        uvicorn worker processes share the port, as in production."""
+        self.workers = workers
         self.db = workdir / "api.db"
         if db_url is None:
             db_url = f"sqlite:///{self.db.as_posix()}"
@@ -53,7 +57,8 @@ class Api:
             with log.open("ab") as out:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
-                     "--host", "127.0.0.1", "--port", str(self.port)],
+                     "--host", "127.0.0.1", "--port", str(self.port),
+                     "--workers", str(self.workers)],
                     env=self.env, stdout=out, stderr=out,
                 )  # fmt: skip
             deadline = time.monotonic() + 90

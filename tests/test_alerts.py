@@ -9,8 +9,9 @@ import pytest
 from sqlmodel import select
 
 from api.main import create_app
-from core.alerts import gap_hours, scan_org
+from core.alerts import WASTE_RULES, gap_hours, scan_org
 from core.db import session_scope
+from core.demo import load_demo
 from core.models import Alert, AlertEvent, Role
 from tests.factories import (
     PLANT_END as END,
@@ -315,3 +316,114 @@ def test_a_partly_backfilled_gap_stays_one_alarm(client, engine):
     assert (closed["ongoing"], closed["status"]) == (False, "resolved")
     assert closed["start_utc"] == "2026-11-20T20:00:00Z"
     assert closed["end_utc"] == "2026-11-21T21:00:00Z"  # hour 45, when data returned
+
+
+# --- rescans: no-ops over unchanged data, whatever the window -----------------------------------
+
+# A Sunday night: the demo's compressor has idled for weeks (night-load alerts spanning
+# several days each), with spikes and deviations on the main incomer in the same days.
+DEMO_NOW = datetime(2025, 12, 7, 22, tzinfo=UTC)
+WIDE = timedelta(days=35)
+
+
+def _waste_hours_in_two_alerts(engine, org_id: int) -> list:
+    owner: dict = {}
+    twice = []
+    with session_scope(engine) as session:
+        alerts = session.exec(
+            select(Alert).where(Alert.org_id == org_id, Alert.rule.in_(WASTE_RULES))
+        ).all()
+        for alert in alerts:
+            for ts in alert.evidence.get("hourly", {}):
+                if (alert.meter_pk, ts) in owner:
+                    twice.append((alert.meter_pk, ts, owner[(alert.meter_pk, ts)], alert.id))
+                owner[(alert.meter_pk, ts)] = alert.id
+    return twice
+
+
+def _state(engine, org_id: int) -> tuple[list, list]:
+    with session_scope(engine) as session:
+        alerts = session.exec(select(Alert).where(Alert.org_id == org_id).order_by(Alert.id)).all()
+        events = session.exec(
+            select(AlertEvent).where(AlertEvent.org_id == org_id).order_by(AlertEvent.id)
+        ).all()
+        return (
+            [a.model_dump(exclude={"updated_at"}) for a in alerts],
+            [e.model_dump() for e in events],
+        )
+
+
+@pytest.fixture(name="demo")
+def demo_fixture(engine, settings) -> int:
+    return load_demo(engine, settings=settings, days=90, now=pd.Timestamp(DEMO_NOW))["org_id"]
+
+
+def test_a_second_scan_of_the_demo_changes_nothing(engine, demo):
+    first = scan_org(engine, org_id=demo, now=DEMO_NOW, lookback=WIDE)
+    assert first.failed == [] and first.raised >= 30
+    assert _waste_hours_in_two_alerts(engine, demo) == []
+    before = _state(engine, demo)
+    again = scan_org(engine, org_id=demo, now=DEMO_NOW, lookback=WIDE)
+    assert (again.raised, again.updated, again.closed) == (0, 0, 0)
+    assert _state(engine, demo) == before
+    assert _waste_hours_in_two_alerts(engine, demo) == []
+
+
+def test_a_narrower_scan_neither_ends_nor_rewrites_what_a_wider_one_saw(engine, demo):
+    """35 days, then the cron's 7 days, then 35 days again: the later scans write nothing."""
+    scan_org(engine, org_id=demo, now=DEMO_NOW, lookback=WIDE)
+    before = _state(engine, demo)
+    assert any(a["ongoing"] for a in before[0])
+    for lookback in (timedelta(days=7), WIDE, timedelta(days=7)):
+        result = scan_org(engine, org_id=demo, now=DEMO_NOW, lookback=lookback)
+        assert (result.raised, result.updated, result.closed) == (0, 0, 0), lookback
+        assert _state(engine, demo) == before, lookback
+
+
+def test_a_spike_inside_a_multi_night_alert_stays_its_own_alert(client, engine):
+    """The night-load alert of three nights spans the days between them; a spike on one of
+    those days is another finding, and a rescan does not fold it into the night-load alert."""
+    a = signup(client, org="Spike Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, _ = plant_series()
+    spike = index == pd.Timestamp("2026-11-25T10:00:00Z")  # Wednesday 11:00 in Rome
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values + 300.0 * spike)
+    scan_org(engine, org_id=a["org_id"], now=END)
+
+    def compressor() -> dict[str, dict]:
+        alerts = _alerts(client, a["headers"])
+        return {x["rule"]: x for x in alerts if x["meter_id"] == "compressor-bank"}
+
+    first = compressor()
+    assert set(first) == {"night-load", "spike"}
+    night, spiked = first["night-load"], first["spike"]
+    assert night["start_utc"] < spiked["start_utc"] < night["end_utc"]
+    assert (spiked["start_utc"], spiked["hours"]) == ("2026-11-25T10:00:00Z", 1)
+    assert spiked["wasted_kwh"] == pytest.approx(300, rel=0.1)
+
+    again = scan_org(engine, org_id=a["org_id"], now=END)
+    assert (again.raised, again.updated, again.closed) == (0, 0, 0)
+    assert compressor() == first
+    assert _waste_hours_in_two_alerts(engine, a["org_id"]) == []
+
+
+def test_history_is_appended_one_row_per_scan_that_changed_the_alert(client, engine, plant):
+    nights_end = [datetime(2026, 11, d, 5, tzinfo=UTC) for d in (25, 26, 27)]
+    for now in nights_end:
+        scan_org(engine, org_id=plant["org_id"], now=now)
+        scan_org(engine, org_id=plant["org_id"], now=now)  # the same again: no row
+    [night] = [
+        x
+        for x in _alerts(client, plant["headers"], rule="night-load")
+        if x["meter_id"] == "compressor-bank"
+    ]
+    history = client.get(f"/api/v1/alerts/{night['id']}", headers=plant["headers"]).json()[
+        "history"
+    ]
+    assert [h["kind"] for h in history] == ["raised", "extended", "extended"]
+    assert [h["at"] for h in history] == sorted(h["at"] for h in history)  # when it happened
+    assert history[0]["changes"]["hours"] == [None, 8]
+    assert history[1]["changes"]["hours"] == [8, 16]
+    assert history[2]["changes"]["hours"] == [16, 24]
+    assert history[2]["changes"]["end"] == ["2026-11-26T05:00:00Z", "2026-11-27T05:00:00Z"]

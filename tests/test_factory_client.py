@@ -3,11 +3,13 @@ nothing and store nothing twice, and the relay's counts add up."""
 
 import os
 import re
-import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -36,9 +38,8 @@ def _counts(stderr: str) -> dict:
     return {k: float(v) for k, v in (pair.split("=") for pair in line.split())}
 
 
-@pytest.fixture(name="world")
-def world_fixture(tmp_path, settings):
-    api = Api(tmp_path).start()
+def _world(tmp_path: Path, **api_env: str) -> dict:
+    api = Api(tmp_path, **api_env).start()
     org = api.factory(METERS)
     env = {
         **os.environ,
@@ -52,14 +53,20 @@ def world_fixture(tmp_path, settings):
         "CEI_BACKOFF_SECONDS": "0.05",
         "CEI_TIMEOUT_SECONDS": "10",
     }
-    yield {
+    return {
         "api": api,
         "env": env,
         "db": api.db,
         "outbox": tmp_path / "outbox.sqlite3",
         "headers": org["headers"],
     }
-    api.stop()
+
+
+@pytest.fixture(name="world")
+def world_fixture(tmp_path, settings):
+    world = _world(tmp_path)
+    yield world
+    world["api"].stop()
 
 
 def _stored(db: Path) -> tuple[int, int]:
@@ -70,8 +77,84 @@ def _stored(db: Path) -> tuple[int, int]:
 
 
 def _outbox(path: Path) -> dict:
+    if not path.exists():
+        return {}
     with sqlite3.connect(path) as conn:
-        return dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+        try:
+            rows = conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
+        except sqlite3.OperationalError:  # the relay is creating it
+            return {}
+    return dict(rows)
+
+
+def _totals(path: Path) -> dict:
+    """The relay's own running totals of CEI's answers, over every run (killed ones too)."""
+    with sqlite3.connect(path) as conn:
+        totals = dict(conn.execute("SELECT name, n FROM totals").fetchall())
+    return {k: totals.get(k, 0) for k in ("sent", "ingested", "duplicates", "rejected")}
+
+
+def _wait(condition, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+class LossyProxy:
+    """Between the relay and CEI: passes each request (urllib sends one per connection) to the
+    API and, for chosen request numbers, loses CEI's answer after CEI has stored the batch:
+    "cut" sends half of it (IncompleteRead), "drop" closes the connection (RemoteDisconnected),
+    "hold" keeps it until `release` (the test kills the relay meanwhile)."""
+
+    def __init__(self, upstream_port: int, faults: dict[int, str]) -> None:
+        self.upstream, self.faults, self.count = upstream_port, faults, 0
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            while length and len(body) < int(length.group(1)):
+                body += client.recv(65536)
+            with self.lock:
+                self.count += 1
+                number = self.count
+            with socket.create_connection(("127.0.0.1", self.upstream), timeout=30) as up:
+                up.sendall(head + b"\r\n\r\n" + body)
+                answer = b""
+                while chunk := up.recv(65536):  # the request says Connection: close
+                    answer += chunk
+            fault = self.faults.get(number)
+            if fault == "cut":
+                client.sendall(answer[: len(answer) - 20])
+            elif fault == "hold":
+                self.holding.set()
+                self.release.wait(30)
+            elif fault != "drop":
+                client.sendall(answer)
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.close()
 
 
 def test_outages_kills_and_restarts_lose_nothing_and_store_nothing_twice(world):
@@ -109,7 +192,7 @@ def test_outages_kills_and_restarts_lose_nothing_and_store_nothing_twice(world):
     deadline = time.monotonic() + 60
     while _outbox(world["outbox"]).get("sent", 0) < 144 + 40 and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    proc.kill()
     proc.wait(timeout=10)
     mid = _outbox(world["outbox"])
     assert mid.get("pending", 0) > 0, "the relay finished before it could be killed"
@@ -129,6 +212,12 @@ def test_outages_kills_and_restarts_lose_nothing_and_store_nothing_twice(world):
     assert 0 <= c["duplicates"] <= 4  # at most the one batch of 4 in flight
     assert totals["ingested"] + killed_confirmed + c["duplicates"] == total
     assert _outbox(world["outbox"]) == {"sent": 3 * 144}
+    t = _totals(world["outbox"])  # every answer the relay got, including the killed run's
+    assert t["sent"] == t["ingested"] + t["duplicates"] + t["rejected"]
+    # CEI stored each reading once: confirmed then, or (the batch in flight at the kill)
+    # confirmed later as a duplicate.
+    assert (t["ingested"] + t["duplicates"], t["rejected"]) == (total, 0)
+    assert t["duplicates"] == c["duplicates"]
     # A re-run of everything is all duplicates and stores nothing.
     rerun = _relay(
         {**env, "CEI_OUTBOX": str(world["outbox"]) + ".fresh"},
@@ -182,3 +271,178 @@ def test_dry_run_sends_nothing(world):
     assert "dry run: 72 readings" in run.stdout
     assert not world["outbox"].exists()
     assert _stored(world["db"]) == (0, 0)
+
+
+def _network_tries(outbox: Path) -> int:
+    with sqlite3.connect(outbox) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND message LIKE 'network%'"
+        ).fetchone()[0]
+
+
+def test_the_api_killed_during_a_run_and_restarted_the_same_run_finishes(world):
+    """CEI dies in the middle of a relay run; the run's own retries carry it over the restart."""
+    env = {**world["env"], "CEI_BATCH_SIZE": "2", "CEI_MAX_ATTEMPTS": "12",
+           "CEI_BACKOFF_SECONDS": "0.25", "CEI_MAX_BACKOFF_SECONDS": "2"}  # fmt: skip
+    api, outbox = world["api"], world["outbox"]
+    proc = _relay(env, "--backfill", "2026-11-01", "2026-11-04", background=True)  # 216 readings
+    _wait(lambda: _outbox(outbox).get("sent", 0) >= 20, what="20 stored")
+    api.proc.kill()  # no goodbye: a crash or a power cut
+    api.proc.wait(timeout=10)
+    assert _outbox(outbox).get("pending", 0) > 0, "the relay finished before CEI was killed"
+    _wait(lambda: _network_tries(outbox) > 0, what="a failed try")
+    api.start()  # same port, same database
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "network" in err and "retrying in" in err
+    assert len(RUN_LINE.findall(err)) == 1  # one run did it all
+    c = _counts(err)
+    assert (c["read"], c["sent"], c["pending"]) == (216, 216, 0)
+    total, distinct = _stored(world["db"])
+    assert total == distinct == 216
+    t = _totals(outbox)
+    print("relay totals over the outage:", t, "stored:", total)  # noqa: T201
+    assert t["sent"] == t["ingested"] + t["duplicates"] + t["rejected"] == 216
+    # The batch in flight when CEI died was stored whole (then re-sent: 2 duplicates) or not at all.
+    assert t["duplicates"] in (0, 2) and t["ingested"] + t["duplicates"] == total
+
+
+def test_answers_lost_after_cei_stored_the_batch_come_back_as_duplicates(world):
+    """CEI stores three batches whose answers never reach the relay: one cut short, one
+    dropped (the run retries both), one held while the relay is killed (the next run resends
+    it). Each comes back as 8 duplicates; nothing is stored twice or lost."""
+    api, outbox = world["api"], world["outbox"]
+    proxy = LossyProxy(api.port, {3: "cut", 6: "drop", 10: "hold"})
+    env = {**world["env"], "CEI_BASE_URL": proxy.base, "CEI_BATCH_SIZE": "8"}
+    try:
+        proc = _relay(env, "--backfill", "2026-11-01", "2026-11-03", background=True)  # 144
+        assert proxy.holding.wait(30), proc.stderr.read() if proc.poll() is not None else ""
+        assert _stored(world["db"])[0] == 8 * 8  # the held batch is stored: 8 batches of 8
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proxy.close()
+    err = proc.stderr.read()
+    assert "IncompleteRead" in err and "RemoteDisconnected" in err
+    mid = _totals(outbox)
+    assert mid == {"sent": 7 * 8, "ingested": 5 * 8, "duplicates": 2 * 8, "rejected": 0}
+    again = _relay(env | {"CEI_BASE_URL": api.base}, "--backfill", "2026-11-01", "2026-11-03")
+    assert again.returncode == 0, again.stderr
+    c = _counts(again.stderr)
+    assert (c["sent"], c["ingested"], c["duplicates"], c["pending"]) == (88, 80, 8, 0)
+    total, distinct = _stored(world["db"])
+    assert total == distinct == 144
+    t = _totals(outbox)
+    assert t == {"sent": 144, "ingested": 120, "duplicates": 24, "rejected": 0}
+    assert t["sent"] == t["ingested"] + t["duplicates"] + t["rejected"]
+    assert t["ingested"] + t["duplicates"] == total
+
+
+def test_429_retry_after_is_honoured_and_everything_lands(tmp_path, settings):
+    world = _world(tmp_path, CEI_RATE_LIMIT_TOKEN_PER_MINUTE="3")
+    try:
+        if time.time() % 60 > 54:  # the first three batches inside one rate-limit minute
+            time.sleep(61 - time.time() % 60)
+        env = {**world["env"], "CEI_BATCH_SIZE": "15", "CEI_MAX_ATTEMPTS": "3"}
+        began = time.monotonic()
+        run = _relay(env, "--backfill", "2026-11-01", "2026-11-02")  # 72 readings, 5 batches
+        took = time.monotonic() - began
+    finally:
+        world["api"].stop()
+    assert run.returncode == 0, run.stderr
+    [waited] = re.findall(r"HTTP 429 rate_limited.*\(Retry-After (\d+) s\)", run.stderr)
+    assert took >= float(waited)
+    c = _counts(run.stderr)
+    assert (c["sent"], c["ingested"], c["pending"]) == (72, 72, 0)
+    assert _stored(world["db"]) == (72, 72)
+
+
+def _hour(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_relay_off_for_days_catches_up_from_its_mark_up_to_the_cap(world):
+    env = {**world["env"], "CEI_METERS": "main-incomer", "CEI_MAX_CATCHUP_DAYS": "3"}
+    now = datetime.now(UTC)
+    if now.minute == 59 and now.second > 40:  # all runs within one hour
+        time.sleep(25)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    c = _counts(_relay(env, "--once").stderr)
+    assert (c["read"], c["ingested"]) == (48, 48)  # no mark yet: the 48-hour window
+
+    def off_since(hours: int):
+        with sqlite3.connect(world["outbox"]) as conn:
+            conn.execute("UPDATE mark SET next_hour = ?", (_hour(end - timedelta(hours=hours)),))
+
+    off_since(60)  # the PC was off for 60 hours: the run reads from its mark, not 48 h back
+    run = _relay(env, "--once")
+    c = _counts(run.stderr)
+    assert (c["read"], c["queued"], c["ingested"]) == (60, 12, 12)
+    assert "older than the catch-up limit" not in run.stderr
+    off_since(5 * 24)  # off for 5 days, the limit is 3: the rest is named, with its command
+    run = _relay(env, "--once")
+    c = _counts(run.stderr)
+    assert (c["read"], c["ingested"]) == (72, 12)
+    cap, since = end - timedelta(days=3), end - timedelta(days=5)
+    assert f"--backfill {_hour(since)} {_hour(cap)}" in run.stderr
+    assert _stored(world["db"]) == (72, 72)
+    with sqlite3.connect(world["db"]) as conn:
+        first = conn.execute("SELECT MIN(ts) FROM reading").fetchone()[0]
+    assert first.startswith(cap.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_bad_inputs_and_answers_are_reported_and_never_loop(world, tmp_path):
+    env, outbox = world["env"], world["outbox"]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    # --backfill into the future reads complete hours only: no future reading enters the outbox.
+    run = _relay(
+        env, "--backfill", _hour(end - timedelta(hours=2)), _hour(end + timedelta(hours=5))
+    )
+    assert run.returncode == 0, run.stderr
+    assert "after the last complete hour" in run.stderr
+    assert (_counts(run.stderr)["ingested"], _outbox(outbox)) == (6, {"sent": 6})
+
+    # A CSV export without a column: a clear line and exit 3, not a traceback.
+    bad = tmp_path / "export.csv"
+    bad.write_text(
+        "site_id,meter_id,timestamp_utc,kwh\nsite-22,main-incomer,2026-11-01T00:00:00Z,5\n"
+    )
+    run = _relay(env, "--source", f"csv:{bad}", "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 3 and "no column value" in run.stderr
+    assert "Traceback" not in run.stderr
+
+    # A whole batch refused (a wrong address: 404) is logged with its code, kept, and exits 2.
+    wrong = {**env, "CEI_BASE_URL": world["api"].base + "/cei", "CEI_OUTBOX": str(tmp_path / "w")}
+    began = time.monotonic()
+    run = _relay(wrong, "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 2 and "HTTP 404" in run.stderr, run.stderr
+    assert "is CEI_BASE_URL the API's address" in run.stderr and "retrying" not in run.stderr
+    assert time.monotonic() - began < 20 and _outbox(tmp_path / "w") == {"pending": 72}
+
+    # Two relays on one outbox: the second exits at once (2 when the first has run too long).
+    holder = sqlite3.connect(str(outbox) + ".lock", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    run = _relay(env, "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 0 and "another relay" in run.stderr
+    assert _outbox(outbox) == {"sent": 6}
+    run = _relay({**env, "CEI_STUCK_HOURS": "0"}, "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 2 and "another relay" in run.stderr
+    holder.close()
+    assert _relay(env, "--backfill", "2026-11-01", "2026-11-02").returncode == 0
+
+    # More refusals than CEI lists (1,000): the unlisted ones are not taken as stored.
+    export = tmp_path / "big.csv"
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    rows = ["site_id,meter_id,timestamp_utc,value"]
+    rows += [f"site-22,compressor-bank,{_hour(start + timedelta(hours=h))},7" for h in range(100)]
+    rows += [f"site-22,ghost,{_hour(start + timedelta(hours=h))},7" for h in range(1400)]
+    export.write_text("\n".join(rows) + "\n")
+    big = {**env, "CEI_BATCH_SIZE": "1500", "CEI_OUTBOX": str(tmp_path / "big.sqlite3")}
+    run = _relay(big, "--source", f"csv:{export}", "--backfill", "2026-09-01", "2026-11-01")
+    assert run.returncode == 0, run.stderr
+    assert "sending the" in run.stderr and "UNKNOWN_METER 1400" in run.stderr
+    assert _outbox(tmp_path / "big.sqlite3") == {"sent": 100, "rejected": 1400}
+    t = _totals(tmp_path / "big.sqlite3")
+    assert t["sent"] == t["ingested"] + t["duplicates"] + t["rejected"]
+    assert t["ingested"] == 100
