@@ -376,8 +376,9 @@ def _meter_findings(
         walk_start, silent_since = start, before + HOUR
     elif present:
         walk_start = silent_since = min(present)
-    else:
-        walk_start = silent_since = min(max(start, floor_hour(meter.created_at)), end)
+    else:  # silent since registered, as far back as a scan may look
+        registered = max(floor_hour(meter.created_at), end - MAX_SCAN_SPAN)
+        walk_start = silent_since = min(registered, end)
     found += gap_findings(
         present,
         start=walk_start,
@@ -423,7 +424,7 @@ def apply_findings(
     raised: list[Alert] = []
     # What this scan changed per alert, written as one history row each at the end.
     changed: dict[int, tuple[Alert, str, dict]] = {}
-    for f in sorted(found, key=lambda f: f.start):
+    for f in sorted(_split_at_fixes(found, existing), key=lambda f: f.start):
         alert = _match(existing, f)
         if _family(f.rule) == "waste":
             # Every alert holding hours of this finding has been seen by the scan; the hours
@@ -537,21 +538,54 @@ def _continues(alert: Alert, f: Finding) -> bool:
     )
 
 
-def _without_hours_of(f: Finding, others: list[Alert]) -> Finding | None:
-    """The finding less the hours other alerts already hold (None if nothing is left)."""
-    taken = set().union(*(_hours(a) for a in others)) if others else set()
+def _split_at_fixes(found: list[Finding], existing: list[Alert]) -> list[Finding]:
+    """Waste findings cut where an alert of the meter was resolved: hours after a fix never
+    extend the resolved alert (waste that goes on after someone marked it fixed is a new
+    alert triage sees, and it is netted against the fix's avoided energy)."""
+    fixes = sorted(
+        a.resolved_at
+        for a in existing
+        if a.status == AlertStatus.resolved and a.resolved_at and _family(a.rule) == "waste"
+    )
+    out = []
+    for f in found:
+        parts = [f]
+        if _family(f.rule) == "waste":
+            for cut in fixes:
+                if f.start < cut < f.end:
+                    parts = [p for q in parts for p in _cut(q, cut) if p is not None]
+        out += parts
+    return out
+
+
+def _cut(f: Finding, at: datetime) -> tuple[Finding | None, Finding | None]:
+    """The finding's hours before `at` and from `at` on, each None when empty."""
     hourly = f.evidence["hourly"]
-    if taken.isdisjoint(hourly):
-        return f
-    kept = {ts: v for ts, v in hourly.items() if ts not in taken}
+    before = {ts: v for ts, v in hourly.items() if datetime.fromisoformat(ts) < at}
+    after = {ts: v for ts, v in hourly.items() if ts not in before}
+    return _with_hours(f, before), _with_hours(f, after)
+
+
+def _with_hours(f: Finding, kept: dict) -> Finding | None:
+    """The finding reduced to the `kept` subset of its hours (None if empty)."""
+    hourly = f.evidence["hourly"]
     if not kept:
         return None
+    if len(kept) == len(hourly):
+        return f
     first, last = min(kept), max(kept)
     start = f.start if first == min(hourly) else datetime.fromisoformat(first)
     end = f.end if last == max(hourly) else datetime.fromisoformat(last) + HOUR
     out = Finding(f.rule, start, end, f.ongoing and end == f.end, evidence={"hourly": kept})
     _summarise(out)
     return out
+
+
+def _without_hours_of(f: Finding, others: list[Alert]) -> Finding | None:
+    """The finding less the hours other alerts already hold (None if nothing is left)."""
+    taken = set().union(*(_hours(a) for a in others)) if others else set()
+    hourly = f.evidence["hourly"]
+    return _with_hours(f, {ts: v for ts, v in hourly.items() if ts not in taken})
 
 
 def _may_end(window: tuple[datetime, datetime], alert: Alert) -> bool:
@@ -804,7 +838,7 @@ def list_alerts(
     if rule:
         stmt = stmt.where(Alert.rule == rule)
     if since:
-        stmt = stmt.where(Alert.end >= since)
+        stmt = stmt.where(or_(Alert.end >= since, Alert.ongoing))
     total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     rows = session.exec(
         stmt.order_by(Alert.start.desc(), Alert.id.desc()).offset(offset).limit(limit)

@@ -496,9 +496,6 @@ def report_pilot(
         _fail(exc)
     _write_report(data, fmt, out)
     for m in data["scorecard"]["metrics"]:
-        value = (
-            "-" if m["value"] is None else f"{m['value']}{(' ' + m['unit']) if m['unit'] else ''}"
-        )
         mark = "PASS" if m["passed"] else "FAIL"
-        click.echo(f"{mark}  {m['label']}: {value} (target {m['target']})", err=True)
+        click.echo(f"{mark}  {m['label']}: {m['display']} (target {m['target']})", err=True)
     click.echo(f"Built in {time.perf_counter() - began:.1f} s.", err=True)

@@ -24,7 +24,17 @@ from core.analytics import AnalyticsService, combine_savings
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.health import HOUR, completeness, floor_hour, gap_stats, iso_z
-from core.models import Alert, AlertEvent, AlertStatus, IngestBatch, Meter, MeterKind, Reading, Site
+from core.models import (
+    Alert,
+    AlertEvent,
+    AlertRule,
+    AlertStatus,
+    IngestBatch,
+    Meter,
+    MeterKind,
+    Reading,
+    Site,
+)
 from core.opportunities import percent_range
 from core.sites import get_site
 
@@ -216,6 +226,40 @@ def _alerts_in(
     )
 
 
+def _still_open(
+    session: Session, org_id: int, sites: list[Site], start: datetime
+) -> list[tuple[Alert, Site, Meter]]:
+    """Alerts raised before `start` that nobody has resolved or dismissed yet."""
+    return list(
+        session.exec(
+            select(Alert, Site, Meter)
+            .join(Site, Site.id == Alert.site_pk)
+            .join(Meter, Meter.id == Alert.meter_pk)
+            .where(
+                Alert.org_id == org_id,
+                Alert.site_pk.in_([s.id for s in sites]),
+                Alert.start < start,
+                Alert.status.in_([AlertStatus.open, AlertStatus.acknowledged]),
+            )
+            .order_by(Alert.wasted_money.desc(), Alert.start)
+        ).all()
+    )
+
+
+def _dismissed_findings(session: Session, site: Site) -> set[tuple[str, str]]:
+    """(meter_id, rule) pairs of a site whose latest alert was dismissed as not a problem."""
+    latest: dict[tuple[str, str], Alert] = {}
+    rows = session.exec(
+        select(Alert, Meter)
+        .join(Meter, Meter.id == Alert.meter_pk)
+        .where(Alert.site_pk == site.id)
+        .order_by(Alert.start, Alert.id)
+    ).all()
+    for alert, meter in rows:
+        latest[(meter.meter_id, str(alert.rule))] = alert
+    return {k for k, a in latest.items() if a.status == AlertStatus.dismissed}
+
+
 def confirmed_in(
     session: Session, org_id: int, sites: list[Site], start: datetime, end: datetime
 ) -> list[dict]:
@@ -254,8 +298,8 @@ def avoided_energy(
 
     Each resolved waste alert saves its estimated impact (kWh a week: the analyst's figure,
     else the waste rate measured against the baseline while it lasted) from its resolution on,
-    less the waste the same rule found on the same meter again since then (the fix did not
-    hold, or only partly), never below zero.
+    less the waste of the same kind found on that meter in the period since (the fix did not
+    hold, or only partly; see `_recurred_kwh`), never below zero.
     """
     waste_rules = [str(r) for r in WASTE_RULES] + ["baseload"]
     rows = session.exec(
@@ -274,15 +318,7 @@ def avoided_energy(
     for alert, site, meter in rows:
         from_ = max(alert.resolved_at, start)
         estimated = effective_impact(alert) * _hours(from_, end) / 168
-        recurred = session.execute(
-            select(func.coalesce(func.sum(Alert.wasted_kwh), 0.0)).where(
-                Alert.meter_pk == alert.meter_pk,
-                Alert.rule == alert.rule,
-                Alert.id != alert.id,
-                Alert.start >= from_,
-                Alert.start < end,
-            )
-        ).scalar_one()
+        recurred = _recurred_kwh(session, alert, from_, end)
         kwh = max(estimated - float(recurred), 0.0)
         if estimated <= 0:
             continue
@@ -305,6 +341,31 @@ def avoided_energy(
     return {"kwh": round(total, 1), "money": round(total * tariff, 2), "alerts": items}
 
 
+def _recurred_kwh(session: Session, fixed: Alert, start: datetime, end: datetime) -> float:
+    """Waste of the fixed alert's kind on its meter in [start, end): the hours of any alert
+    that is not dismissed (whatever rule labels the alert as a whole, each hour keeps the
+    rule that claimed it), so recurrence is counted once, inside the period only."""
+    others = session.exec(
+        select(Alert).where(
+            Alert.meter_pk == fixed.meter_pk,
+            Alert.status != AlertStatus.dismissed,
+            Alert.start < end,
+            Alert.end > start,
+        )
+    ).all()
+    total = 0.0
+    for other in others:
+        if fixed.rule == AlertRule.baseload:
+            if other.rule == AlertRule.baseload:
+                hours = (min(other.end, end) - max(other.start, start)) / HOUR
+                total += (other.evidence or {}).get("excess_kwh_per_hour", 0.0) * hours
+            continue
+        for ts, (actual, expected, rule) in (other.evidence or {}).get("hourly", {}).items():
+            if (rule or other.rule) == fixed.rule and start <= datetime.fromisoformat(ts) < end:
+                total += actual - expected
+    return total
+
+
 # --- weekly review --------------------------------------------------------------------------
 
 
@@ -322,7 +383,7 @@ def weekly_report(
     sites = _sites(session, org_id, site_id)
     week = week or current_week(now, sites[0].timezone if sites else "UTC")
     parse_week(week)
-    periods, rows, days, new_alerts = [], [], [], []
+    periods, rows, days, new_alerts, still_open = [], [], [], [], []
     confirmed: dict[int, dict] = {}
     errors: Counter[str] = Counter()
     error_rows: list[dict] = []
@@ -356,6 +417,9 @@ def weekly_report(
         error_rows += per_meter
         found = _alerts_in(session, org_id, [site], start, end)
         new_alerts += [alert_public(a, s, m) for a, s, m in found]
+        still_open += [
+            alert_public(a, s, m) for a, s, m in _still_open(session, org_id, [site], start)
+        ]
         confirmed.update({c["id"]: c for c in confirmed_in(session, org_id, [site], start, end)})
         saved = avoided_energy(session, org_id, [site], start, until, org.tariff_per_kwh)
         avoided["kwh"] += saved["kwh"]
@@ -363,7 +427,12 @@ def weekly_report(
         avoided["alerts"] += saved["alerts"]
         if until > start and any(MeterKind(m.kind).is_energy for m in meters):
             opps = service.site_opportunities(site.site_id, end - timedelta(days=28), until)
-            focus += [o for o in opps["opportunities"] if o["annual_money_high"] > 0]
+            dismissed = _dismissed_findings(session, site)
+            focus += [
+                o
+                for o in opps["opportunities"]
+                if o["annual_money_high"] > 0 and (o["meter_id"], o["rule"]) not in dismissed
+            ]
     focus.sort(key=lambda o: -o["annual_money_high"])
     expected = sum(r["expected_points"] for r in rows)
     actual = sum(r["actual_points"] for r in rows)
@@ -387,6 +456,7 @@ def weekly_report(
         "errors_by_meter": error_rows,
         "daily_kwh": days,
         "new_alerts": new_alerts,
+        "still_open": still_open,
         "confirmed_issues": list(confirmed.values()),
         "avoided": {
             "kwh": round(avoided["kwh"], 1),
@@ -394,8 +464,8 @@ def weekly_report(
             "alerts": avoided["alerts"],
             "method": "each resolved waste alert saves its estimated kWh a week from its "
             "resolution on (the analyst's estimate, else the waste rate it measured "
-            "against the baseline), less the waste the same rule found on that meter "
-            "again since",
+            "against the baseline), less the waste of the same kind found on that meter "
+            "in the period since (the fix did not hold, or only partly)",
         },
         "next_week_focus": focus[:FOCUS_ITEMS],
     }
@@ -414,7 +484,8 @@ def _weekly_summary(r: dict) -> list[str]:
             if r["errors_by_code"]
             else "."
         ),
-        f"{len(r['new_alerts'])} new alerts, {len(r['confirmed_issues'])} confirmed issues.",
+        f"{len(r['new_alerts'])} new alerts, {len(r['still_open'])} still open from earlier "
+        f"weeks, {len(r['confirmed_issues'])} confirmed issues.",
         f"Estimated avoided energy from changes made: {r['avoided']['kwh']:,.0f} kWh "
         f"({r['currency']} {r['avoided']['money']:,.0f}).",
     ]
@@ -480,16 +551,18 @@ def evaluate_scorecard(
         {
             "metric": "coverage",
             "label": "Expected hourly points ingested",
-            "value": round(coverage_pct, 2),
+            "value": round(coverage_pct, 4),
             "unit": "%",
+            "display": f"{_beside(coverage_pct, COVERAGE_TARGET)} %",
             "target": f"> {COVERAGE_TARGET:g} %",
             "passed": coverage_pct > COVERAGE_TARGET,
         },
         {
             "metric": "data_gap_hours",
             "label": "Meter-hours inside data-gap alarms",
-            "value": round(gap_pct, 2),
+            "value": round(gap_pct, 4),
             "unit": "%",
+            "display": f"{_beside(gap_pct, GAP_TARGET)} %",
             "target": f"< {GAP_TARGET:g} %",
             "passed": gap_pct < GAP_TARGET,
         },
@@ -498,6 +571,7 @@ def evaluate_scorecard(
             "label": "Actionable inefficiencies found",
             "value": actionable,
             "unit": "",
+            "display": str(actionable),
             "target": f">= {INEFFICIENCIES_TARGET}",
             "passed": actionable >= INEFFICIENCIES_TARGET,
         },
@@ -506,11 +580,22 @@ def evaluate_scorecard(
             "label": "Savings range stated",
             "value": savings.get("headline") if has_range else None,
             "unit": "",
+            "display": savings.get("headline") if has_range else "none",
             "target": "X–Y % avoidable kWh, A–B per year",
             "passed": has_range,
         },
     ]
     return {"metrics": metrics, "passed": all(m["passed"] for m in metrics)}
+
+
+def _beside(value: float, target: float) -> str:
+    """The value with as few decimals (1 to 4) as show it on the right side of its target:
+    94.996 % is "94.996", not a "95.0" that reads as a pass."""
+    for digits in range(1, 5):
+        shown = round(value, digits)
+        if value == target or (shown != target and (shown > target) == (value > target)):
+            break
+    return f"{shown:,.{digits}f}"
 
 
 def actionable_findings(opportunities: list[dict], savings: dict | None) -> list[dict]:
@@ -778,6 +863,13 @@ def sections(report: dict) -> list[dict]:
         )
         out.append(
             {
+                "title": "Still open from earlier weeks",
+                "tables": [_table(ALERT_COLS, report["still_open"], cur)],
+                "empty": "Every earlier alert is resolved or dismissed.",
+            }
+        )
+        out.append(
+            {
                 "title": "Confirmed issues and actions",
                 "tables": [_table(CONFIRMED_COLS, report["confirmed_issues"])],
                 "empty": "No issues confirmed this week.",
@@ -805,8 +897,7 @@ def sections(report: dict) -> list[dict]:
     card = [
         {
             **m,
-            "value": _fmt(m["value"])
-            + (f" {m['unit']}" if m["unit"] and m["value"] is not None else ""),
+            "value": m["display"],
             "result": "PASS" if m["passed"] else "FAIL",
         }
         for m in report["scorecard"]["metrics"]
@@ -895,10 +986,15 @@ def sections(report: dict) -> list[dict]:
 
 def _subtitle(report: dict) -> str:
     if report["kind"] == "weekly":
-        periods = "; ".join(
-            f"{p['site_id']}: {p['start_local'][:10]} to {p['end_local'][:10]} ({p['timezone']})"
-            for p in report["periods"]
-        )
+        # Monday to Sunday inclusive, in each site's local time (end_local is the next Monday).
+        def days(p: dict) -> str:
+            last = date.fromisoformat(p["end_local"][:10]) - timedelta(days=1)
+            return f"{p['start_local'][:10]} to {last.isoformat()} ({p['timezone']})"
+
+        if [p["site_id"] for p in report["periods"]] == [report["scope"]]:
+            periods = days(report["periods"][0])
+        else:
+            periods = "; ".join(f"{p['site_id']}: {days(p)}" for p in report["periods"])
         return f"{report['organization']} · {report['scope']} · {periods}"
     return (
         f"{report['organization']} · {report['scope']} · {report['start_utc'][:10]} to "

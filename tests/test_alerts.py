@@ -12,7 +12,7 @@ from api.main import create_app
 from core.alerts import WASTE_RULES, gap_hours, scan_org
 from core.db import session_scope
 from core.demo import load_demo
-from core.models import Alert, AlertEvent, Role
+from core.models import Alert, AlertEvent, Meter, Role
 from tests.factories import (
     PLANT_END as END,
 )
@@ -427,3 +427,58 @@ def test_history_is_appended_one_row_per_scan_that_changed_the_alert(client, eng
     assert history[1]["changes"]["hours"] == [8, 16]
     assert history[2]["changes"]["hours"] == [16, 24]
     assert history[2]["changes"]["end"] == ["2026-11-26T05:00:00Z", "2026-11-27T05:00:00Z"]
+
+
+def test_waste_going_on_after_a_fix_is_a_new_alert_not_an_extension(client, engine, plant):
+    """Resolved in the middle of a night of idling: the hours after the fix do not extend the
+    resolved alert (nobody would look at it); they open a new one."""
+    mid_night = datetime(2026, 11, 25, 1, tzinfo=UTC)
+    scan_org(engine, org_id=plant["org_id"], now=mid_night)
+    [night] = [
+        a
+        for a in _alerts(client, plant["headers"], rule="night-load")
+        if a["meter_id"] == "compressor-bank"
+    ]
+    assert (night["hours"], night["ongoing"]) == (4, True)
+    url = f"/api/v1/alerts/{night['id']}"
+    fixed = {"status": "resolved", "action": "night shutdown"}
+    assert client.patch(url, json=fixed, headers=plant["headers"]).status_code == 200
+    with session_scope(engine) as session:  # resolved at the time of that scan
+        alert = session.get(Alert, night["id"])
+        alert.resolved_at = mid_night
+        session.add(alert)
+    scan_org(engine, org_id=plant["org_id"], now=END)
+    resolved = client.get(url, headers=plant["headers"]).json()
+    assert (resolved["status"], resolved["hours"]) == ("resolved", 4)
+    assert resolved["end_utc"] == "2026-11-25T01:00:00Z"
+    [again] = [
+        a
+        for a in _alerts(client, plant["headers"], rule="night-load")
+        if a["meter_id"] == "compressor-bank" and a["id"] != night["id"]
+    ]
+    assert (again["status"], again["start_utc"], again["hours"]) == (
+        "open",
+        "2026-11-25T01:00:00Z",
+        20,
+    )
+    again2 = scan_org(engine, org_id=plant["org_id"], now=END)
+    assert (again2.raised, again2.updated, again2.closed) == (0, 0, 0)
+
+
+def test_a_meter_that_never_reported_is_silent_since_it_was_registered(client, engine):
+    a = signup(client, org="Quiet Org")
+    make_site(client, a["headers"], "quiet-site", meters=("main-incomer",))
+    registered = datetime(2026, 11, 10, 8, tzinfo=UTC)
+    with session_scope(engine) as session:
+        meter = session.exec(select(Meter).where(Meter.meter_id == "main-incomer")).one()
+        meter.created_at = registered
+        session.add(meter)
+    now = registered + timedelta(days=10)
+    scan_org(engine, org_id=a["org_id"], now=now)  # the hourly scan looks 7 days back
+    [gap] = _alerts(client, a["headers"], rule="data-gap")
+    assert (gap["start_utc"], gap["hours"], gap["ongoing"]) == ("2026-11-10T08:00:00Z", 240, True)
+    # Still going on: listed for any `since`, even past the last hour a scan saw.
+    later = (now + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [x["id"] for x in _alerts(client, a["headers"], since=later)] == [gap["id"]]
+    with session_scope(engine) as session:  # the metric counts the same silence
+        assert gap_hours(session, org_id=a["org_id"], start=registered, end=now, now=now) == 240

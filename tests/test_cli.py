@@ -1,6 +1,8 @@
 """The `cei` command against the test database, and `cei up` as real processes."""
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -241,3 +243,30 @@ def test_db_backup_copies_a_consistent_sqlite_database(client, settings, tmp_pat
         assert conn.execute(text("SELECT COUNT(*) FROM reading")).scalar() == 48
     again = CliRunner().invoke(main, ["db", "backup", str(target)])
     assert again.exit_code != 0 and "exists" in again.output  # never overwrites a backup
+
+
+def test_alerts_scan_and_reports_on_the_demo(client, settings, tmp_path):
+    """The pilot's close-out on the demo factory: the scorecard passes, the HTML is written."""
+    runner = CliRunner()
+    assert runner.invoke(main, ["demo"]).exit_code == 0  # 90 days, scanned once already
+    scan = runner.invoke(main, ["alerts", "scan"])
+    assert scan.exit_code == 0, scan.output
+    [line] = [x for x in scan.stdout.splitlines() if x.startswith("{")]
+    counts = json.loads(line)
+    assert counts["meters_scanned"] == 8 and counts["failed"] == []
+    assert (counts["raised"], counts["updated"], counts["closed"]) == (0, 0, 0)
+
+    out = tmp_path / "pilot.html"
+    pilot = runner.invoke(main, ["report", "pilot", "--cost", "25000", "--out", str(out)])
+    assert pilot.exit_code == 0, pilot.output
+    marks = [x.split()[0] for x in pilot.stderr.splitlines() if x.startswith(("PASS", "FAIL"))]
+    assert marks == ["PASS"] * 4, pilot.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "Pilot close-out report" in page and "Simple payback of EUR 25,000" in page
+    assert re.search(r"\d+–\d+ % avoidable kWh, EUR [\d,]+–[\d,]+ per year", page)
+
+    weekly = runner.invoke(main, ["report", "weekly", "--site", "site-22", "--format", "md"])
+    assert weekly.exit_code == 0, weekly.output
+    assert weekly.stdout.startswith("# Weekly review ") and "## Next week's focus" in weekly.stdout
+    bad = runner.invoke(main, ["report", "weekly", "--week", "2026-W60"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and "week" in bad.output

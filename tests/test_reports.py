@@ -15,7 +15,7 @@ from core.accounts import Principal
 from core.alerts import scan_org, update_alert
 from core.db import session_scope
 from core.ingestion import ingest_records
-from core.models import Alert, AlertStatus, AlertUpdate, Role
+from core.models import Alert, AlertStatus, AlertUpdate, Meter, Role
 from tests.factories import PLANT_END as END
 from tests.factories import ingest_series, make_site, plant_series, signup
 
@@ -171,27 +171,91 @@ def test_avoided_energy_from_a_resolved_waste_alert(client, engine):
     assert report["avoided"]["kwh"] == 144.0
     assert report["avoided"]["money"] == pytest.approx(144 * 0.20)
     assert report["confirmed_issues"][0]["action"] == "night shutdown"
-    # The idling comes back on Wednesday night: what it wastes is not saved.
+
+    # The idling comes back on Wednesday night: what it wastes is not saved. The alert holding
+    # it is labelled weekend-load as a whole (it runs on past the week, and those hours are
+    # another period's), each hour keeps its rule; a dismissed alert's hours do not count.
+    def hours(first: datetime, n: int, kwh: float, rule: str) -> dict:
+        return {
+            (first + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"): [kwh + 7.5, 7.5, rule]
+            for h in range(n)
+        }
+
+    back = start + timedelta(days=2, hours=22)
     with session_scope(engine) as session:
-        session.add(
-            Alert(
-                org_id=a["org_id"],
-                site_pk=alert.site_pk,
-                meter_pk=alert.meter_pk,
-                rule="night-load",
-                fingerprint="recurrence",
-                start=start + timedelta(days=2, hours=22),
-                end=start + timedelta(days=3, hours=6),
-                hours=8,
-                wasted_kwh=100.0,
+        for rule, status, hourly in (
+            (
+                "weekend-load",
+                AlertStatus.open,
+                hours(back, 8, 10.0, "night-load")
+                | hours(end - timedelta(hours=2), 6, 10.0, "night-load")
+                | hours(end + timedelta(hours=10), 4, 9.0, "weekend-load"),
+            ),
+            ("night-load", AlertStatus.dismissed, hours(back, 8, 40.0, "night-load")),
+        ):
+            first, last = min(hourly), max(hourly)
+            session.add(
+                Alert(
+                    org_id=a["org_id"],
+                    site_pk=alert.site_pk,
+                    meter_pk=alert.meter_pk,
+                    rule=rule,
+                    status=status,
+                    fingerprint=f"recurrence-{status}",
+                    start=datetime.fromisoformat(first),
+                    end=datetime.fromisoformat(last) + timedelta(hours=1),
+                    hours=len(hourly),
+                    wasted_kwh=sum(x - y for x, y, _ in hourly.values()),
+                    evidence={"hourly": hourly},
+                )
             )
-        )
     with session_scope(engine) as session:
         report = reports.weekly_report(
             session, org_id=a["org_id"], week=week, now=end + timedelta(days=1)
         )
     [item] = report["avoided"]["alerts"]
+    # 8 h x 10 kWh on Wednesday night and the week's last 2 h x 10 kWh: 100 kWh.
     assert (item["estimated_kwh"], item["recurred_kwh"], item["avoided_kwh"]) == (144, 100, 44)
+
+
+def test_weekly_review_keeps_open_alerts_in_view_and_drops_dismissed_focus(client, engine):
+    a = signup(client, org="Carry Org")
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, _ = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    scan_org(engine, org_id=a["org_id"], now=END)
+    week, now = "2026-W49", END + timedelta(days=7)  # the week after the data
+
+    def review() -> dict:
+        with session_scope(engine) as session:
+            return reports.weekly_report(session, org_id=a["org_id"], week=week, now=now)
+
+    with session_scope(engine) as session:
+        open_ids = set(session.exec(select(Alert.id).where(Alert.org_id == a["org_id"])).all())
+    first = review()
+    assert first["new_alerts"] == [] and {x["id"] for x in first["still_open"]} == open_ids
+    focus = {(o["meter_id"], o["rule"]) for o in first["next_week_focus"]}
+    assert ("compressor-bank", "night-load") in focus
+    with session_scope(engine) as session:
+        night = session.exec(
+            select(Alert)
+            .join(Meter, Meter.id == Alert.meter_pk)
+            .where(Meter.meter_id == "compressor-bank", Alert.rule == "night-load")
+        ).one()
+        update_alert(
+            session,
+            org_id=a["org_id"],
+            alert_id=night.id,
+            data=AlertUpdate(status=AlertStatus.dismissed, notes="planned test run"),
+            user_id=None,
+        )
+    second = review()
+    assert night.id not in {x["id"] for x in second["still_open"]}
+    assert ("compressor-bank", "night-load") not in {
+        (o["meter_id"], o["rule"]) for o in second["next_week_focus"]
+    }
+    assert "Still open from earlier weeks" in reports.render_markdown(second)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +277,23 @@ def test_scorecard_thresholds(coverage, gap, actionable, high, expected):
     )
     assert [m["passed"] for m in card["metrics"]] == expected
     assert card["passed"] is all(expected)
+
+
+@pytest.mark.parametrize(
+    ("coverage", "gap", "shown"),
+    [
+        (94.96, 1.96, ["94.96 %", "1.96 %"]),  # not "95.0 %" failing, "2.0 %" passing
+        (95.004, 2.0004, ["95.004 %", "2.0004 %"]),
+        (98.25, 0.2, ["98.2 %", "0.2 %"]),
+        (95.0, 2.0, ["95.0 %", "2.0 %"]),  # at the target: a fail, and it says so
+    ],
+)
+def test_scorecard_values_read_on_the_side_of_their_target(coverage, gap, shown):
+    card = reports.evaluate_scorecard(
+        coverage_pct=coverage, gap_pct=gap, actionable=3, savings={"avoidable_kwh_high": 0}
+    )
+    assert [m["display"] for m in card["metrics"][:2]] == shown
+    assert card["metrics"][3]["display"] == "none"
 
 
 def test_pilot_report_figures_and_payback(client, engine):
@@ -275,7 +356,11 @@ def test_html_report_is_self_contained_with_its_charts(client, engine):
     # plotly.js inlined once, and each chart drawn by it.
     assert page.count("Plotly.newPlot") == 3
     assert len(re.findall(r"<script", page)) >= 4
-    assert ("Pilot scorecard" in page and "PASS" in page) or "FAIL" in page
+    card = {m["metric"]: m for m in report["scorecard"]["metrics"]}
+    verdict = "PASS" if card["coverage"]["passed"] else "FAIL"
+    coverage_row = re.search(r"<tr><td>Expected hourly points ingested</td>(.*?)</tr>", page)
+    assert coverage_row, "the scorecard's coverage row"
+    assert card["coverage"]["display"] in coverage_row[1] and verdict in coverage_row[1]
     md = reports.render_markdown(report)
     assert "| Metric | Value | Target | Result |" in md
     assert "## Data coverage" in md
