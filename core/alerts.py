@@ -964,6 +964,10 @@ def run_scan_job(database_url: str, org_id: int, touched: dict) -> dict:
     return scan_org(get_engine(database_url), org_id=org_id, touched=touched).to_dict()
 
 
+class _Retry(dict):
+    """Pending spans of an org whose scan is a second try (its worker died once)."""
+
+
 class IngestScanScheduler:
     """Coalesces the meters touched by accepted batches and scans them off the request path.
 
@@ -1045,6 +1049,7 @@ class IngestScanScheduler:
                 self._stop.wait(remaining)
                 continue
             for org_id, touched in self._take().items():
+                retry, touched = isinstance(touched, _Retry), dict(touched)
                 pool = self._worker()
                 if pool is None:
                     return
@@ -1055,11 +1060,26 @@ class IngestScanScheduler:
                 except BrokenProcessPool:
                     if self._stop.is_set():
                         return
-                    # The worker died (killed, out of memory): start a new one next time; the
-                    # next cron or batch scan covers these meters again.
-                    log.error("alert scan worker died; org %s is rescanned later", org_id)
+                    # The worker died (killed, out of memory): a new one takes these meters
+                    # once more after the delay; if it dies again, the cron scan covers them.
                     with self._lock:
                         self._pool = None
+                        if not retry:
+                            spans = self._pending.setdefault(org_id, _Retry())
+                            if not isinstance(spans, _Retry):
+                                self._pending[org_id] = spans = _Retry(spans)
+                            for pk, span in touched.items():
+                                old = spans.get(pk)
+                                spans[pk] = (
+                                    (min(span[0], old[0]), max(span[1], old[1])) if old else span
+                                )
+                            self._first = self._first or time.monotonic()
+                            self._wake.set()
+                    log.error(
+                        "alert scan worker died; org %s %s",
+                        org_id,
+                        "left to the cron scan" if retry else "is scanned again",
+                    )
                 except Exception:
                     if self._stop.is_set():
                         return

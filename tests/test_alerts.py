@@ -482,3 +482,40 @@ def test_a_meter_that_never_reported_is_silent_since_it_was_registered(client, e
     assert [x["id"] for x in _alerts(client, a["headers"], since=later)] == [gap["id"]]
     with session_scope(engine) as session:  # the metric counts the same silence
         assert gap_hours(session, org_id=a["org_id"], start=registered, end=now, now=now) == 240
+
+
+def _wait_for(condition, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_ingest_scheduler_coalesces_batches_and_survives_its_worker(settings, engine, client):
+    from core.alerts import IngestScanScheduler
+
+    a = signup(client, org="Burst Org")
+    make_site(client, a["headers"], "burst", meters=("main-incomer", "compressor-bank"))
+    with session_scope(engine) as session:
+        pks = {m.meter_id: m.id for m in session.exec(select(Meter)).all()}
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    span = (now - timedelta(hours=30), now - timedelta(hours=6))
+    scheduler = IngestScanScheduler(settings.effective_database_url, delay=0.5)
+    scheduler.start()
+    try:
+        # A relay's burst: three batches, two meters, one scan of both.
+        for meter_id in ("main-incomer", "compressor-bank", "main-incomer"):
+            scheduler.notify(a["org_id"], {pks[meter_id]: span})
+        _wait_for(lambda: len(scheduler.completed) == 1)
+        time.sleep(1.0)  # nothing else comes
+        [first] = scheduler.completed
+        assert (first["org_id"], first["meters_scanned"], first["failed"]) == (a["org_id"], 2, [])
+        # The worker process dies between scans: the next batch's scan is done by a new one.
+        for process in list(scheduler._pool._processes.values()):
+            process.kill()
+            process.join()
+        scheduler.notify(a["org_id"], {pks["compressor-bank"]: span})
+        _wait_for(lambda: len(scheduler.completed) == 2, timeout=30)
+        assert scheduler.completed[1]["meters_scanned"] == 1
+    finally:
+        scheduler.stop()
