@@ -86,7 +86,7 @@ def main() -> None:
         )
         for m in pilot["scorecard"]["metrics"]:
             print(
-                f"  {'PASS' if m['passed'] else 'FAIL'}  {m['label']}: {m['value']} "
+                f"  {'PASS' if m['passed'] else 'FAIL'}  {m['label']}: {m['display']} "
                 f"(target {m['target']})"
             )
 
