@@ -8,7 +8,8 @@ Configuration (environment variables):
     CEI_BASE_URL        CEI's address, e.g. https://cei.example.com              (required)
     CEI_INT_TOKEN       the integration token, cei_int_...       (required unless --dry-run)
     CEI_SOURCE          "fake" (a ramp, for trials; default) or "csv:PATH" (a historian
-                        export file, or a folder of them)
+                        export file, or a folder of them; the columns of CEI's CSV upload,
+                        in any order and any case)
     CEI_SITE_ID         site of the fake source (default site-22)
     CEI_METERS          comma-separated meter_ids of the fake source (default main-incomer)
     CEI_OUTBOX          the local outbox file (default cei_relay_outbox.sqlite3 next to this file)
@@ -20,6 +21,8 @@ Configuration (environment variables):
     CEI_STUCK_HOURS     exit 2 when a reading waits longer than this (default 6)
     CEI_MAX_ATTEMPTS    tries per batch within a run before leaving it for the next (default 6)
     CEI_BACKOFF_SECONDS first retry delay; doubles each try, with jitter (default 2)
+    CEI_MAX_BACKOFF_SECONDS  the longest delay between two tries (default 300)
+    CEI_TIMEOUT_SECONDS how long to wait for CEI's answer to one request (default 60)
 
 Usage:
     python factory_client.py --once                  # one run (cron, Task Scheduler)
@@ -28,14 +31,21 @@ Usage:
     python factory_client.py --backfill 2026-10-01 2026-11-01   # a past range (UTC, end excl.)
     python factory_client.py --requeue-rejected      # after fixing a mapping, resend refusals
 
+--backfill takes UTC dates or ISO 8601 times; times between hours are rounded in to whole hours
+(2026-10-01T00:30:00Z 2026-10-01T06:30:00Z sends the hours starting 01:00 to 05:00).
+
 How it loses nothing: every reading read from the source goes into the outbox (a SQLite file)
-before anything is sent, keyed site-meter-timestamp. The outbox also keeps, per meter, the
+before anything is sent, one per site, meter and hour. The outbox also keeps, per meter, the
 newest hour read, so a run after the PC was off for days starts from there (up to
 CEI_MAX_CATCHUP_DAYS back), not just CEI_CATCHUP_HOURS. A reading leaves the "pending" state only
 when CEI has answered for it: stored or already there ("sent"), or refused with a validation
 code ("rejected", logged, never retried unchanged). A CEI outage, a network cut, a crash or a
 reboot leaves readings pending, and the next run sends them; CEI recognises anything it already
-has, so a reading sent twice is stored once.
+has, so a reading sent twice is stored once. A reading whose hour the outbox already holds with
+another value (queued or sent) is not queued again: it is logged, because CEI would refuse it
+(send corrections with mode=revise). Each reading goes with the idempotency key
+site_id/meter_id/timestamp_utc: CEI's default, site_id-meter_id-timestamp_utc, is the same for
+site "plant" with meter "north-main" and site "plant-north" with meter "main".
 
 Only one relay runs at a time on an outbox (a lock next to it, released by the operating
 system when the process ends, even when it is killed); a second one exits at once.
@@ -43,7 +53,8 @@ system when the process ends, even when it is killed); a second one exits at onc
 Exit codes: 0 done (or waiting to retry), 2 readings stuck longer than CEI_STUCK_HOURS, or a
 whole batch refused (HTTP 400/404/413/415...: the address or the program needs fixing), or
 another relay on the same outbox running longer than CEI_STUCK_HOURS; 3 configuration or
-authorisation problem (token missing, revoked or out of scope; a CSV file without a column).
+authorisation problem (token missing, revoked or out of scope; CEI_BASE_URL not an http:// or
+https:// address; a CSV file without a column).
 """
 
 import argparse
@@ -60,6 +71,7 @@ import sqlite3
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,20 +111,25 @@ class ConfigError(Exception):
 
 
 def read_csv_source(path, start, end):
-    """Readings from historian exports: one CSV file, or every *.csv in a folder.
+    """Readings from historian exports: one CSV file, or every *.csv in a folder (by name).
 
-    Columns site_id, meter_id, timestamp_utc, value[, unit] (the same as CEI's upload), with
-    timestamp_utc as ISO 8601 UTC, e.g. 2026-11-30T13:00:00Z. Rows outside [start, end) are
-    skipped. A file without one of the columns is reported and skipped (the run exits 3).
+    Columns site_id, meter_id, timestamp_utc, value[, unit] in any order and any case (as CEI's
+    upload), with timestamp_utc as ISO 8601 UTC, e.g. 2026-11-30T13:00:00Z. Rows outside
+    [start, end) are skipped. A file without one of the columns is reported and skipped (the
+    run exits 3).
     """
-    files = sorted(Path(path).glob("*.csv")) if Path(path).is_dir() else [Path(path)]
+    folder = Path(path)
+    if folder.is_dir():  # *.csv and *.CSV alike, on Linux as on Windows
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".csv" and f.is_file())
+    else:
+        files = [folder]
     if not files or not all(f.is_file() for f in files):
         raise ConfigError(f"CSV source {path}: no such file, or no *.csv in the folder")
     bad = []
     for file in files:
         with file.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            header = [(h or "").strip() for h in reader.fieldnames or []]
+            header = [(h or "").strip().lower() for h in reader.fieldnames or []]
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 log.error(
@@ -189,6 +206,11 @@ def floor_hour(ts):
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
+def ceil_hour(ts):
+    start = floor_hour(ts)
+    return start if start == ts else start + HOUR
+
+
 def iso(ts):
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -205,20 +227,40 @@ def parse_time(text):
 # --- the outbox ------------------------------------------------------------------------------
 
 
+MAX_KEY_LENGTH = 200  # CEI's limit; a longer key is left out (such ids are refused anyway)
+
+
+def idempotency_key(site_id, meter_id, timestamp_utc):
+    """The key sent with a reading: site_id/meter_id/timestamp_utc.
+
+    Not CEI's default, site_id-meter_id-timestamp_utc: ids contain '-', so that one is the same
+    for site "plant" with meter "north-main" and site "plant-north" with meter "main", and CEI
+    would refuse the second reading. Ids never contain '/'."""
+    return f"{site_id}/{meter_id}/{timestamp_utc}"
+
+
+OUTBOX_TABLE = """CREATE TABLE IF NOT EXISTS outbox (
+    site_id TEXT NOT NULL, meter_id TEXT NOT NULL, timestamp_utc TEXT NOT NULL,
+    value, unit TEXT, queued_at REAL, attempts INTEGER DEFAULT 0,
+    status TEXT DEFAULT 'pending', code TEXT, message TEXT, done_at REAL,
+    PRIMARY KEY (site_id, meter_id, timestamp_utc))"""
+
+
+def reading_of(record):
+    return record["site_id"], record["meter_id"], record["timestamp_utc"]
+
+
 class Outbox:
-    """Readings waiting for CEI's answer, in a SQLite file that survives crashes and reboots.
+    """Readings waiting for CEI's answer, in a SQLite file that survives crashes and reboots:
+    one row per site, meter and hour.
 
     Also the newest hour read per meter (`mark`), and running totals of CEI's answers."""
 
     def __init__(self, path):
         self.db = sqlite3.connect(str(path), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            """CREATE TABLE IF NOT EXISTS outbox (
-                key TEXT PRIMARY KEY, site_id TEXT, meter_id TEXT, timestamp_utc TEXT,
-                value, unit TEXT, queued_at REAL, attempts INTEGER DEFAULT 0,
-                status TEXT DEFAULT 'pending', code TEXT, message TEXT, done_at REAL)"""
-        )
+        self._upgrade()
+        self.db.execute(OUTBOX_TABLE)
         self.db.execute(
             "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (status, timestamp_utc)"
         )
@@ -227,61 +269,113 @@ class Outbox:
         self.db.execute("CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY, pid, since)")
         self.db.commit()
 
+    def _old_layout(self):
+        """True for an outbox of relay 1.0, whose rows were keyed by site-meter-timestamp."""
+        columns = {row[1]: row[5] for row in self.db.execute("PRAGMA table_info(outbox)")}
+        return bool(columns.get("key"))
+
+    def _upgrade(self):
+        """Move a relay 1.0 outbox to one row per site, meter and hour, keeping every row."""
+        if not self._old_layout():
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._old_layout():  # not already done by another process meanwhile
+                self.db.execute("ALTER TABLE outbox RENAME TO outbox_v1")
+                self.db.execute(OUTBOX_TABLE)
+                # The old key was unique, and one reading always had the same key: so was
+                # (site, meter, hour), and every row moves across.
+                self.db.execute(
+                    "INSERT OR IGNORE INTO outbox (site_id, meter_id, timestamp_utc, value, unit, "
+                    "queued_at, attempts, status, code, message, done_at) SELECT "
+                    "COALESCE(site_id, ''), COALESCE(meter_id, ''), COALESCE(timestamp_utc, ''), "
+                    "value, unit, queued_at, attempts, status, code, message, done_at "
+                    "FROM outbox_v1"
+                )
+                moved = self.db.execute("SELECT changes()").fetchone()[0]
+                total = self.db.execute("SELECT COUNT(*) FROM outbox_v1").fetchone()[0]
+                self.db.execute("DROP TABLE outbox_v1")  # and its index
+                log.info("outbox upgraded to one row per site, meter and hour (%d rows)", moved)
+                if moved != total:
+                    log.warning("outbox upgrade: %d rows were duplicates, dropped", total - moved)
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
     def marks(self):
         """{meter: the hour after the newest one read}."""
         return {m: parse_time(h) for m, h in self.db.execute("SELECT meter, next_hour FROM mark")}
 
     def queue(self, records, marks=None):
         """Add readings not seen before (and new values of refused ones), and move the marks,
-        in one transaction; returns how many readings were new or changed."""
+        in one transaction; returns how many readings were new or changed.
+
+        A reading for an hour the outbox holds with another value, pending or sent, is not
+        queued (the first value stays: CEI would refuse another one without mode=revise), and
+        is logged; so is a second value for one hour within a run (e.g. two export files)."""
         now = time.time()
-        before = self.db.total_changes
+        queued = 0
+        dropped = []
         with self.db:
-            self.db.executemany(
-                "INSERT INTO outbox (key, site_id, meter_id, timestamp_utc, value, unit, "
-                "queued_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "value = excluded.value, unit = excluded.unit, status = 'pending', code = NULL, "
-                "queued_at = excluded.queued_at WHERE outbox.status = 'rejected' AND "
-                "(outbox.value IS NOT excluded.value OR outbox.unit IS NOT excluded.unit)",
-                (
-                    (
-                        r["idempotency_key"],
-                        r["site_id"],
-                        r["meter_id"],
-                        r["timestamp_utc"],
-                        r["value"],
-                        r["unit"],
-                        now,
+            for r in records:
+                reading = reading_of(r)
+                held = self.db.execute(
+                    "SELECT value, unit, status FROM outbox "
+                    "WHERE site_id = ? AND meter_id = ? AND timestamp_utc = ?",
+                    reading,
+                ).fetchone()
+                if held is None:
+                    self.db.execute(
+                        "INSERT INTO outbox (site_id, meter_id, timestamp_utc, value, unit, "
+                        "queued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (*reading, r["value"], r["unit"], now),
                     )
-                    for r in records
-                ),
-            )
-            changed = self.db.total_changes - before
+                elif held[:2] == (r["value"], r["unit"]):
+                    continue  # read again, unchanged: the common case
+                elif held[2] == "rejected":  # refused, now with another value: send that
+                    self.db.execute(
+                        "UPDATE outbox SET value = ?, unit = ?, status = 'pending', code = NULL, "
+                        "queued_at = ? WHERE site_id = ? AND meter_id = ? AND timestamp_utc = ?",
+                        (r["value"], r["unit"], now, *reading),
+                    )
+                else:
+                    dropped.append((r, held))
+                    continue
+                queued += 1
             for meter, next_hour in (marks or {}).items():
                 self.db.execute(
                     "INSERT INTO mark (meter, next_hour) VALUES (?, ?) ON CONFLICT (meter) "
                     "DO UPDATE SET next_hour = MAX(next_hour, excluded.next_hour)",
                     (meter, iso(next_hour)),
                 )
-        return changed
+        if dropped:
+            log.warning(
+                "%d reading(s) not queued: the outbox holds their hour with another value, "
+                "which is kept (CEI would refuse the new one; correct CEI with mode=revise): %s",
+                len(dropped),
+                "; ".join(
+                    f"{r['site_id']}/{r['meter_id']} {r['timestamp_utc']}: {r['value']!r} "
+                    f"{r['unit']}, kept {held[0]!r} {held[1]} ({held[2]})"
+                    for r, held in dropped[:5]
+                ),
+            )
+        return queued
 
     def pending(self, limit):
         rows = self.db.execute(
-            "SELECT key, site_id, meter_id, timestamp_utc, value, unit FROM outbox "
-            "WHERE status = 'pending' ORDER BY timestamp_utc, key LIMIT ?",
+            "SELECT site_id, meter_id, timestamp_utc, value, unit FROM outbox "
+            "WHERE status = 'pending' ORDER BY timestamp_utc, site_id, meter_id LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            {
-                "site_id": s,
-                "meter_id": m,
-                "timestamp_utc": t,
-                "value": v,
-                "unit": u,
-                "idempotency_key": k,
-            }
-            for k, s, m, t, v, u in rows
-        ]
+        records = []
+        for s, m, t, v, u in rows:
+            record = {"site_id": s, "meter_id": m, "timestamp_utc": t, "value": v, "unit": u}
+            key = idempotency_key(s, m, t)
+            if len(key) <= MAX_KEY_LENGTH:
+                record["idempotency_key"] = key
+            records.append(record)
+        return records
 
     def settle(self, records, body):
         """Record CEI's answer to a batch. Returns the records whose fate is unknown.
@@ -302,13 +396,14 @@ class Outbox:
                 err = refused.get(i)
                 self.db.execute(
                     "UPDATE outbox SET status = ?, code = ?, message = ?, done_at = ?, "
-                    "attempts = attempts + 1 WHERE key = ?",
+                    "attempts = attempts + 1 WHERE site_id = ? AND meter_id = ? AND "
+                    "timestamp_utc = ?",
                     (
                         "rejected" if err else "sent",
                         err.get("code") if err else None,
                         err.get("message") if err else None,
                         now,
-                        rec["idempotency_key"],
+                        *reading_of(rec),
                     ),
                 )
             for name, n in (
@@ -327,14 +422,18 @@ class Outbox:
     def attempted(self, records, message):
         with self.db:
             self.db.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, message = ? WHERE key = ?",
-                ((message, r["idempotency_key"]) for r in records),
+                "UPDATE outbox SET attempts = attempts + 1, message = ? "
+                "WHERE site_id = ? AND meter_id = ? AND timestamp_utc = ?",
+                ((message, *reading_of(r)) for r in records),
             )
 
     def requeue_rejected(self):
+        """Refused readings back to pending, as if queued now: the stuck-hours clock restarts."""
         with self.db:
             return self.db.execute(
-                "UPDATE outbox SET status = 'pending', code = NULL WHERE status = 'rejected'"
+                "UPDATE outbox SET status = 'pending', code = NULL, queued_at = ? "
+                "WHERE status = 'rejected'",
+                (time.time(),),
             ).rowcount
 
     def stats(self):
@@ -527,7 +626,13 @@ def plan(config, args, marks, now):
     """What to read: {meter: (start, end)}. Logs what is left out."""
     end = floor_hour(now)  # the current hour is not complete yet
     if args.backfill:
-        start, stop = parse_time(args.backfill[0]), parse_time(args.backfill[1])
+        asked = parse_time(args.backfill[0]), parse_time(args.backfill[1])
+        start, stop = ceil_hour(asked[0]), floor_hour(asked[1])  # whole hours only
+        if (start, stop) != asked:
+            log.info(
+                "--backfill %s %s: reading the whole hours from %s up to %s (end excluded)",
+                iso(asked[0]), iso(asked[1]), iso(start), iso(stop),
+            )  # fmt: skip
         if stop > end:
             log.warning(
                 "--backfill ends at %s, after the last complete hour: reading up to %s only",
@@ -544,7 +649,7 @@ def plan(config, args, marks, now):
             seen = [t for m, t in marks.items() if m != "*"]
             start = min([window, *seen])
         else:
-            start = min(window, marks.get(meter, window))
+            start = min(window, floor_hour(marks.get(meter, window)))
         if start < cap:
             log.warning(
                 "%s: the hours from %s to %s are older than the catch-up limit of %d days "
@@ -600,7 +705,7 @@ def run_once(config, args):
     records = []
     try:
         for rec in read_source(config, ranges):
-            rec["idempotency_key"] = f"{rec['site_id']}-{rec['meter_id']}-{rec['timestamp_utc']}"
+            rec["idempotency_key"] = idempotency_key(*reading_of(rec))  # shown by --dry-run
             records.append(rec)
         problem = None
     except ConfigError as exc:
@@ -657,7 +762,7 @@ def load_config(args):
     env = os.environ
     here = Path(__file__).resolve().parent
     config = {
-        "base_url": env.get("CEI_BASE_URL", ""),
+        "base_url": env.get("CEI_BASE_URL", "").strip(),
         "token": env.get("CEI_INT_TOKEN", ""),
         "source": args.source or env.get("CEI_SOURCE", "fake"),
         "site_id": env.get("CEI_SITE_ID", "site-22"),
@@ -687,11 +792,28 @@ def load_config(args):
     config["batch_size"] = max(config["batch_size"], 1)
     config["max_attempts"] = max(config["max_attempts"], 1)
     if not args.dry_run:
-        missing = [n for n in ("CEI_BASE_URL", "CEI_INT_TOKEN") if not env.get(n)]
+        missing = [n for n in ("CEI_BASE_URL", "CEI_INT_TOKEN") if not env.get(n, "").strip()]
         if missing:
             log.error("set %s (see the top of this file)", " and ".join(missing))
             raise SystemExit(3)
+    if config["base_url"] and not web_address(config["base_url"]):
+        log.error(
+            "CEI_BASE_URL must be an http:// or https:// address such as "
+            "https://cei.example.com, not %r",
+            config["base_url"],
+        )
+        raise SystemExit(3)
     return config
+
+
+def web_address(text):
+    """True for an http:// or https:// URL with a host (what urllib can send to)."""
+    try:
+        url = urllib.parse.urlsplit(text)
+        port_ok = url.port is None or url.port > 0  # a port that is not a number: ValueError
+    except ValueError:
+        return False
+    return url.scheme.lower() in ("http", "https") and bool(url.hostname) and port_ok
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 """docs/factory_client.py against the real API over real HTTP: outages, kills and restarts lose
 nothing and store nothing twice, and the relay's counts add up."""
 
+import importlib.util
 import os
 import re
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.liveapi import Api
+from tests.liveapi import Api, free_port
 
 RELAY = Path(__file__).resolve().parents[1] / "docs" / "factory_client.py"
 METERS = ("main-incomer", "compressor-bank", "chiller-01")
@@ -101,11 +102,34 @@ def _wait(condition, timeout: float = 30, what: str = "") -> None:
         time.sleep(0.02)
 
 
+def _canned(status: str, content_type: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}", "Connection: close", *headers]  # fmt: skip
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+# Answers the proxy gives itself, without passing the request on: what CEI answers when its
+# database is away, and what a reverse proxy in front of CEI answers while CEI restarts.
+CANNED = {
+    "503": _canned(
+        "503 Service Unavailable",
+        "application/problem+json",
+        b'{"status":503,"title":"Service Unavailable","detail":"the database is not '
+        b'answering; retry later","code":"database_unavailable"}',
+        "Retry-After: 1",
+    ),
+    "502": _canned(
+        "502 Bad Gateway", "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    ),
+}
+
+
 class LossyProxy:
     """Between the relay and CEI: passes each request (urllib sends one per connection) to the
     API and, for chosen request numbers, loses CEI's answer after CEI has stored the batch:
     "cut" sends half of it (IncompleteRead), "drop" closes the connection (RemoteDisconnected),
-    "hold" keeps it until `release` (the test kills the relay meanwhile)."""
+    "hold" keeps it until `release` (the test kills the relay meanwhile). "503" and "502"
+    answer from CANNED instead, without passing the request to CEI."""
 
     def __init__(self, upstream_port: int, faults: dict[int, str]) -> None:
         self.upstream, self.faults, self.count = upstream_port, faults, 0
@@ -138,12 +162,15 @@ class LossyProxy:
             with self.lock:
                 self.count += 1
                 number = self.count
+            fault = self.faults.get(number)
+            if fault in CANNED:
+                client.sendall(CANNED[fault])
+                return
             with socket.create_connection(("127.0.0.1", self.upstream), timeout=30) as up:
                 up.sendall(head + b"\r\n\r\n" + body)
                 answer = b""
                 while chunk := up.recv(65536):  # the request says Connection: close
                     answer += chunk
-            fault = self.faults.get(number)
             if fault == "cut":
                 client.sendall(answer[: len(answer) - 20])
             elif fault == "hold":
@@ -240,6 +267,16 @@ def test_refused_readings_are_logged_and_not_retried(world):
     # The next run sends nothing again; after the meter is registered, a requeue delivers them.
     again = _counts(_relay(env, "--backfill", "2026-11-01", "2026-11-02").stderr)
     assert again["sent"] == 0
+    # Requeued readings wait from the requeue, not from when they were first read: refused 10
+    # hours ago and requeued while CEI is unreachable, they are not "stuck" (exit 0, not 2).
+    with sqlite3.connect(world["outbox"]) as conn:
+        conn.execute("UPDATE outbox SET queued_at = ?", (time.time() - 10 * 3600,))
+    away = {**env, "CEI_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    run = _relay(away, "--requeue-rejected", "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 0, run.stderr
+    assert "requeued 24 rejected readings" in run.stderr and "have waited" not in run.stderr
+    c = _counts(run.stderr)
+    assert c["pending"] == 24 and c["oldest_pending_hours"] < 1
     c = httpx.Client(base_url=world["api"].base)
     r = c.post(
         "/api/v1/sites/site-22/meters",
@@ -446,3 +483,211 @@ def test_bad_inputs_and_answers_are_reported_and_never_loop(world, tmp_path):
     t = _totals(tmp_path / "big.sqlite3")
     assert t["sent"] == t["ingested"] + t["duplicates"] + t["rejected"]
     assert t["ingested"] == 100
+
+
+def _relay_module():
+    """docs/factory_client.py imported, to compute what its fake source reads."""
+    spec = importlib.util.spec_from_file_location("factory_client", RELAY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_5xx_answers_are_retried_and_everything_lands(world):
+    """A reverse proxy's 502 (an HTML page) and CEI's 503 with Retry-After: the run retries the
+    batch, backing off and honouring Retry-After, and every reading is stored once."""
+    api, outbox = world["api"], world["outbox"]
+    proxy = LossyProxy(api.port, {1: "502", 2: "503", 5: "503"})
+    env = {**world["env"], "CEI_BASE_URL": proxy.base, "CEI_BATCH_SIZE": "24"}
+    env["CEI_MAX_ATTEMPTS"] = "3"
+    try:
+        began = time.monotonic()
+        run = _relay(env, "--backfill", "2026-11-01", "2026-11-02")  # 72 readings, 3 batches
+        took = time.monotonic() - began
+    finally:
+        proxy.close()
+    assert run.returncode == 0, run.stderr
+    assert "HTTP 502" in run.stderr and "HTTP 503 database_unavailable" in run.stderr
+    assert len(re.findall(r"retrying in .* \(backoff\)", run.stderr)) == 1  # the 502
+    assert len(re.findall(r"retrying in .* \(Retry-After 1 s\)", run.stderr)) == 2
+    assert took >= 2  # two Retry-After waits of at least 1 s
+    assert proxy.count == 3 + 3  # three batches, three of them tried again
+    c = _counts(run.stderr)
+    assert (c["sent"], c["ingested"], c["duplicates"], c["pending"]) == (72, 72, 0, 0)
+    assert _stored(world["db"]) == (72, 72)
+    assert _outbox(outbox) == {"sent": 72}
+
+
+def test_a_base_url_without_http_is_a_configuration_error(tmp_path):
+    env = {
+        **os.environ,
+        "CEI_BASE_URL": "cei.example.com",
+        "CEI_INT_TOKEN": "cei_int_x",
+        "CEI_OUTBOX": str(tmp_path / "outbox.sqlite3"),
+        "CEI_MAX_ATTEMPTS": "2",
+        "CEI_BACKOFF_SECONDS": "0.05",
+    }
+    run = _relay(env, "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 3, run.stderr
+    assert "CEI_BASE_URL must be an http:// or https:// address" in run.stderr
+    assert "retrying" not in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "outbox.sqlite3").exists()
+    for wrong in ("ftp://cei.example.com", "https://", "http://cei.example.com:port"):
+        run = _relay({**env, "CEI_BASE_URL": wrong}, "--once")
+        assert run.returncode == 3 and "CEI_BASE_URL must be" in run.stderr, (wrong, run.stderr)
+
+
+def test_backfill_times_off_the_hour_are_rounded_in_to_whole_hours(world):
+    env = {**world["env"], "CEI_METERS": "main-incomer"}
+    args = ("--backfill", "2026-11-01T00:30:00Z", "2026-11-01T05:30:00Z")
+    dry = _relay(env, "--dry-run", *args)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: 4 readings from 2026-11-01T01:00:00Z to 2026-11-01T05:00:00Z" in dry.stdout
+    stamps = re.findall(r'"timestamp_utc": "([^"]+)"', dry.stdout)
+    assert stamps == [f"2026-11-01T0{h}:00:00Z" for h in (1, 2, 3, 4)]
+    run = _relay(env, *args)
+    assert run.returncode == 0, run.stderr
+    assert (_counts(run.stderr)["ingested"], _counts(run.stderr)["rejected"]) == (4, 0)
+    assert "whole hours from 2026-11-01T01:00:00Z up to 2026-11-01T05:00:00Z" in run.stderr
+
+
+def _write(path: Path, header: str, rows: list[str]) -> None:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+
+def test_a_folder_of_csv_exports_any_header_case_and_conflicting_values(world, tmp_path):
+    """Several historian exports in a folder: every *.csv (any case) is read, headers match in
+    any case and order, an hour exported twice with the same value is sent once, and one
+    exported with another value is logged and not sent."""
+    env, outbox = world["env"], world["outbox"]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    hour = "2026-11-01T{:02d}:00:00Z".format
+    header = "site_id,meter_id,timestamp_utc,value,unit"
+    line1 = [f"site-22,main-incomer,{hour(h)},{10 + h},kWh" for h in range(6)]
+    _write(folder / "a-line1.csv", header, line1)
+    # Another order, another case, no unit (kWh), and an upper-case extension.
+    line2 = [f"{hour(h)},{20 + h},compressor-bank,site-22" for h in range(6)]
+    _write(folder / "b-line2.CSV", "Timestamp_UTC,VALUE,Meter_ID,SITE_ID", line2)
+    overlap = [
+        f"site-22,main-incomer,{hour(3)},13,kWh",  # the same as in a-line1.csv: fine
+        f"site-22,main-incomer,{hour(4)},99,kWh",  # another value: logged, not sent
+    ]
+    _write(folder / "c-overlap.csv", header, overlap)
+    (folder / "notes.txt").write_text("not an export\n")
+    source = ("--source", f"csv:{folder}")
+    run = _relay(env, *source, "--backfill", "2026-11-01", "2026-11-02")
+    assert run.returncode == 0, run.stderr
+    c = _counts(run.stderr)
+    assert (c["read"], c["queued"], c["ingested"], c["rejected"]) == (14, 12, 12, 0)
+    assert "1 reading(s) not queued" in run.stderr
+    assert f"site-22/main-incomer {hour(4)}: 99.0 kWh, kept 14.0 kWh" in run.stderr
+    assert _stored(world["db"]) == (12, 12)
+    with sqlite3.connect(world["db"]) as conn:
+        values = conn.execute("SELECT value FROM reading ORDER BY meter_pk, ts").fetchall()
+    assert sorted(v for (v,) in values) == sorted([*range(10, 16), *range(20, 26)])
+
+    # A new export arrives: only its readings are sent; the conflict is still named.
+    later = [f"site-22,main-incomer,{hour(h)},{10 + h},kWh" for h in (6, 7)]
+    _write(folder / "d-line1.csv", header.upper(), later)
+    run = _relay(env, *source, "--backfill", "2026-11-01", "2026-11-02")
+    c = _counts(run.stderr)
+    assert (c["read"], c["queued"], c["ingested"]) == (16, 2, 2)
+    assert "1 reading(s) not queued" in run.stderr
+    assert _outbox(outbox) == {"sent": 14}
+
+
+def test_ids_that_run_together_with_dashes_are_two_readings(tmp_path, settings):
+    """Site `plant` with meter `north-main` and site `plant-north` with meter `main` have the
+    same site-meter-timestamp: both readings are kept, sent and stored."""
+    api = Api(tmp_path).start()
+    try:
+        org = api.factory(("north-main",), site_id="plant")
+        c, headers = org["client"], org["headers"]
+        site = {"site_id": "plant-north", "name": "North", "timezone": "Europe/Rome"}
+        assert c.post("/api/v1/sites", json=site, headers=headers).is_success
+        meter = {"meter_id": "main", "name": "main"}
+        assert c.post("/api/v1/sites/plant-north/meters", json=meter, headers=headers).is_success
+        export = tmp_path / "export.csv"
+        rows = [
+            f"{site},{meter},2026-11-01T0{h}:00:00Z,{value + h}"
+            for site, meter, value in (("plant", "north-main", 10), ("plant-north", "main", 50))
+            for h in range(3)
+        ]
+        _write(export, "site_id,meter_id,timestamp_utc,value", rows)
+        env = {
+            **os.environ,
+            "CEI_BASE_URL": api.base,
+            "CEI_INT_TOKEN": org["token"],
+            "CEI_SOURCE": f"csv:{export}",
+            "CEI_OUTBOX": str(tmp_path / "outbox.sqlite3"),
+        }
+        run = _relay(env, "--backfill", "2026-11-01", "2026-11-02")
+        assert run.returncode == 0, run.stderr
+        c = _counts(run.stderr)
+        assert (c["read"], c["queued"], c["ingested"], c["rejected"]) == (6, 6, 6, 0)
+        assert "not queued" not in run.stderr
+        assert _stored(api.db) == (6, 6)
+        with sqlite3.connect(api.db) as conn:
+            keys = {k for (k,) in conn.execute("SELECT idempotency_key FROM reading")}
+        assert "plant/north-main/2026-11-01T00:00:00Z" in keys
+        assert "plant-north/main/2026-11-01T00:00:00Z" in keys
+    finally:
+        api.stop()
+
+
+OLD_OUTBOX = """CREATE TABLE outbox (
+    key TEXT PRIMARY KEY, site_id TEXT, meter_id TEXT, timestamp_utc TEXT,
+    value, unit TEXT, queued_at REAL, attempts INTEGER DEFAULT 0,
+    status TEXT DEFAULT 'pending', code TEXT, message TEXT, done_at REAL);
+CREATE INDEX outbox_pending ON outbox (status, timestamp_utc);
+CREATE TABLE mark (meter TEXT PRIMARY KEY, next_hour TEXT);
+CREATE TABLE totals (name TEXT PRIMARY KEY, n INTEGER);
+CREATE TABLE holder (id INTEGER PRIMARY KEY, pid, since);"""
+
+
+def test_an_outbox_of_the_previous_version_is_upgraded_in_place(world):
+    """Relay 1.0 keyed its outbox by site-meter-timestamp. Its file is moved to one row per
+    site, meter and hour on the next run: what was pending is sent, what was sent is not."""
+    env, outbox = {**world["env"], "CEI_METERS": "main-incomer"}, world["outbox"]
+    relay = _relay_module()
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    values = relay.read_scada("site-22", "main-incomer", start, start + timedelta(hours=3))
+    statuses = ("pending", "sent", "rejected")
+    rows = [
+        (
+            f"site-22-main-incomer-{_hour(ts)}",
+            "site-22",
+            "main-incomer",
+            _hour(ts),
+            value,
+            "kWh",
+            time.time(),
+            status,
+        )
+        for (ts, value), status in zip(sorted(values.items()), statuses, strict=True)
+    ]
+    with sqlite3.connect(outbox) as conn:
+        conn.executescript(OLD_OUTBOX)
+        conn.executemany(
+            "INSERT INTO outbox (key, site_id, meter_id, timestamp_utc, value, unit, queued_at, "
+            "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    run = _relay(env, "--backfill", "2026-11-01T00:00:00Z", "2026-11-01T04:00:00Z")
+    assert run.returncode == 0, run.stderr
+    assert "outbox upgraded to one row per site, meter and hour (3 rows)" in run.stderr
+    c = _counts(run.stderr)
+    # Hour 0 was pending and hour 3 is new: both sent. Hour 1 was sent; hour 2 was refused.
+    assert (c["read"], c["queued"], c["sent"], c["ingested"]) == (4, 1, 2, 2)
+    assert _outbox(outbox) == {"sent": 3, "rejected": 1}
+    with sqlite3.connect(outbox) as conn:
+        columns = [(r[1], r[5]) for r in conn.execute("PRAGMA table_info(outbox)")]
+        indexes = [r[1] for r in conn.execute("PRAGMA index_list(outbox)")]
+    assert "key" not in dict(columns)
+    assert [name for name, pk in sorted(columns, key=lambda c: c[1]) if pk] == [
+        "site_id", "meter_id", "timestamp_utc"
+    ]  # fmt: skip
+    assert "outbox_pending" in indexes
+    again = _relay(env, "--backfill", "2026-11-01T00:00:00Z", "2026-11-01T04:00:00Z")
+    assert "upgraded" not in again.stderr and _counts(again.stderr)["sent"] == 0
