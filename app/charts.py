@@ -20,10 +20,6 @@ LAYOUT = {
 }
 
 
-def completeness_colour(pct: float) -> str:
-    return GOOD if pct >= 95 else WARN if pct >= 90 else BAD
-
-
 def _frame(rows: list[dict], tz: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -241,12 +237,19 @@ def heatmap(matrix: pd.DataFrame, bucket: str) -> go.Figure:
             zmin=0,
             zmax=100,
             colorscale=[[0, BAD], [0.9, BAD], [0.9, WARN], [0.95, WARN], [0.95, GOOD], [1, GOOD]],
-            colorbar={"title": "%", "tickvals": [0, 50, 90, 95, 100]},
-            hovertemplate="%{y}<br>%{x}<br>%{z:.0f} %<extra></extra>",
+            # Three colours, so no colour bar (its 90/95/100 ticks pile up): the page says
+            # which is which, as the widget does.
+            showscale=False,
+            hovertemplate="%{y}<br>%{x}<br>%{z:.1f} % complete<extra></extra>",
         )
     )
     fig.update_layout(
-        **{**LAYOUT, "hovermode": "closest", "height": max(220, 36 * len(grid) + 120)},
+        **{
+            **LAYOUT,
+            "hovermode": "closest",
+            "height": max(220, 36 * len(grid) + 90),
+            "margin": {**LAYOUT["margin"], "t": 10},
+        },
         xaxis_title="UTC " + ("day" if bucket == "day" else "hour"),
     )
     return fig
@@ -266,14 +269,28 @@ def errors_by_day(frame: pd.DataFrame) -> go.Figure:
 
 
 def daily_bars(rows: list[dict], title: str = "") -> go.Figure:
+    """kWh per local day, one bar per meter; named site/meter when there are several sites
+    (every site has its own main-incomer: one trace each, never two sites' bars in one)."""
     frame = pd.DataFrame(rows)
+    if "site_id" not in frame:
+        frame["site_id"] = ""
+    several = frame["site_id"].nunique() > 1
     fig = go.Figure()
-    for meter, part in frame.groupby("meter_id"):
-        fig.add_trace(go.Bar(x=part["date"], y=part["kwh"], name=meter))
+    for (site, meter), part in frame.groupby(["site_id", "meter_id"], sort=True):
+        name = f"{site}/{meter}" if several else meter
+        fig.add_trace(
+            go.Bar(
+                x=part["date"],
+                y=part["kwh"],
+                name=name,
+                hovertemplate="%{y:,.0f} kWh<extra>" + name + "</extra>",
+            )
+        )
     fig.update_layout(
         **{**LAYOUT, "hovermode": "x"},
         title=title,
         yaxis_title="kWh per day",
+        yaxis_tickformat=",",
         xaxis_title="local day",
     )
     return fig

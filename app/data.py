@@ -2,10 +2,21 @@
 
 Every loader takes the org_id of the signed-in user first, so one organisation's cache entries
 can never answer another's. Times are passed as ISO strings rounded to the hour, so reruns
-within the hour hit the cache. `invalidate()` clears everything after a write.
+within the hour hit the cache.
+
+`invalidate(org_id)` after a write made in the app: each org has a generation number that is
+part of every cache key of its loaders, so bumping it makes that org's next reads fresh while
+every other organisation keeps its cached entries (the stale ones expire with their TTL).
+Writes made elsewhere (the API, the relay, the CLI) show up when the TTL runs out.
+
+The app's clock is `utcnow()` here (core.db's): pages take "now" from `now()`/`now_hour()`,
+so one frozen clock in a test freezes the whole app.
 """
 
-from datetime import UTC, datetime, timedelta
+import functools
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -19,20 +30,58 @@ from core.models import MeterKind
 
 TTL = 300
 
+_generations: dict[int, int] = {}
+_generations_lock = threading.Lock()
 
-def invalidate() -> None:
-    st.cache_data.clear()
+
+def generation(org_id: int) -> int:
+    """How many times this org's cached reads were invalidated in this process."""
+    return _generations.get(org_id, 0)
+
+
+def invalidate(org_id: int) -> None:
+    """Make every cached read of this organisation fresh on its next call (and no other's)."""
+    with _generations_lock:
+        _generations[org_id] = _generations.get(org_id, 0) + 1
+
+
+def org_cached(ttl: int) -> Callable:
+    """st.cache_data for a loader whose first argument is the org_id, with the org's
+    generation in the key (see `invalidate`)."""
+
+    def decorate(fn: Callable) -> Callable:
+        def keyed(org_id, generation, *args, **kwargs):
+            return fn(org_id, *args, **kwargs)
+
+        # st.cache_data tells functions apart by module and qualified name.
+        keyed.__module__, keyed.__qualname__ = fn.__module__, f"{fn.__qualname__}.keyed"
+        keyed.__name__ = fn.__name__
+        cached = st.cache_data(ttl=ttl, show_spinner=False)(keyed)
+
+        @functools.wraps(fn)
+        def loader(org_id: int, *args, **kwargs):
+            return cached(org_id, generation(org_id), *args, **kwargs)
+
+        loader.clear = cached.clear
+        return loader
+
+    return decorate
+
+
+def now() -> datetime:
+    """The app's clock: aware UTC."""
+    return utcnow()
 
 
 def now_hour() -> datetime:
-    return floor_hour(utcnow())
+    return floor_hour(now())
 
 
 def _t(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def org_settings(org_id: int) -> dict:
     with session_scope() as session:
         org = get_org(session, org_id=org_id)
@@ -44,14 +93,14 @@ def org_settings(org_id: int) -> dict:
         }
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def site_overview(org_id: int) -> list[dict]:
     """The org's sites as plain rows (site_id, name, timezone, schedule, meter_count…)."""
     with session_scope() as session:
         return [s.model_dump() for s in sites.list_sites(session, org_id=org_id)]
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def site_meters(org_id: int, site_id: str) -> list[dict]:
     with session_scope() as session:
         site, meters = sites.list_meters(session, org_id=org_id, site_id=site_id)
@@ -62,7 +111,7 @@ def energy_meters(org_id: int, site_id: str) -> list[dict]:
     return [m for m in site_meters(org_id, site_id) if MeterKind(m["kind"]).is_energy]
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@org_cached(ttl=60)
 def ingest_health(org_id: int, window_hours: int, site_id: str | None = None) -> list[dict]:
     with session_scope() as session:
         return health.ingest_health(
@@ -70,13 +119,13 @@ def ingest_health(org_id: int, window_hours: int, site_id: str | None = None) ->
         )["meters"]
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@org_cached(ttl=60)
 def ingest_metrics(org_id: int) -> dict:
     with session_scope() as session:
         return health.ingest_metrics(session, org_id=org_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def completeness_matrix(org_id: int, start: str, end: str, bucket: str) -> pd.DataFrame:
     with session_scope() as session:
         rows = health.completeness_matrix(
@@ -85,7 +134,7 @@ def completeness_matrix(org_id: int, start: str, end: str, bucket: str) -> pd.Da
     return pd.DataFrame(rows)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@org_cached(ttl=60)
 def errors_timeline(org_id: int, since: str) -> pd.DataFrame:
     with session_scope() as session:
         rows = health.errors_timeline(session, org_id=org_id, since=_t(since))
@@ -109,7 +158,7 @@ class _FitOnce(AnalyticsService):
         return a
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def meter_view(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
     """Site view's reads of one meter from a single baseline fit: the baseline with its band
     and forecast, the anomaly events and the KPIs."""
@@ -126,7 +175,7 @@ def meter_view(org_id: int, site_id: str, meter_id: str, start: str, end: str) -
         }
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def baseline(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> dict:
     with session_scope() as session:
         return AnalyticsService(session, org_id=org_id).baseline(
@@ -134,7 +183,7 @@ def baseline(org_id: int, site_id: str, meter_id: str, start: str, end: str) -> 
         )
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def series(
     org_id: int, site_id: str, meter_id: str, start: str, end: str, resolution: str
 ) -> list[dict]:
@@ -150,7 +199,7 @@ def series(
         )["points"]
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def site_opportunities(org_id: int, site_id: str, start: str, end: str) -> dict:
     """core's site opportunities, plus `baselines`: the hourly baseline of each meter with a
     high-baseload finding (its evidence chart), from the same fit."""
@@ -171,7 +220,7 @@ def savings(org_id: int, start: str, end: str) -> dict:
     return combine_savings(per_site, org_settings(org_id)["currency"])
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def last_24h(org_id: int, site_id: str, end: str) -> dict:
     """The site's last 24 h of kWh, and the baseline's expectation for the same hours.
 
@@ -212,7 +261,7 @@ def last_24h(org_id: int, site_id: str, end: str) -> dict:
     }
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@org_cached(ttl=30)
 def alert_list(
     org_id: int,
     status: str | None = None,
@@ -233,7 +282,7 @@ def alert_list(
         )
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@org_cached(ttl=30)
 def open_alert_counts(org_id: int) -> dict[str, int]:
     """Open alerts per site_id, from core's total count (not the length of a page of rows)."""
     with session_scope() as session:
@@ -258,19 +307,19 @@ def meter_has_readings(org_id: int, site_id: str, meter_id: str) -> bool:
     )
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@org_cached(ttl=30)
 def alert_detail(org_id: int, alert_id: int) -> dict:
     with session_scope() as session:
         return alerts.get_alert(session, org_id=org_id, alert_id=alert_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def weekly_report(org_id: int, week: str, site_id: str | None) -> dict:
     with session_scope() as session:
         return reports.weekly_report(session, org_id=org_id, week=week, site_id=site_id)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def pilot_report(
     org_id: int, start: str | None, end: str | None, site_id: str | None, cost: float | None
 ) -> dict:
@@ -285,7 +334,7 @@ def report_html(report: dict) -> str:
     return reports.render_html(report)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@org_cached(ttl=60)
 def token_list(org_id: int) -> list[dict]:
     with session_scope() as session:
         return [
@@ -293,18 +342,18 @@ def token_list(org_id: int) -> list[dict]:
         ]
 
 
-@st.cache_data(ttl=TTL, show_spinner=False)
+@org_cached(ttl=TTL)
 def mapping_csv(org_id: int) -> str:
     with session_scope() as session:
         return sites.mapping_csv(session, org_id=org_id)
 
 
 def ago(ts: str | datetime | None, now: datetime | None = None) -> str:
-    """'3 h ago' style age of a UTC timestamp."""
+    """'3 h ago' style age of a UTC timestamp at `now` (default: the app's clock, utcnow)."""
     if not ts:
         return "never"
     when = datetime.fromisoformat(ts.replace("Z", "+00:00")) if isinstance(ts, str) else ts
-    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    seconds = ((now or utcnow()) - when).total_seconds()
     if seconds < 90:
         return "just now"
     if seconds < 3600 * 1.5:

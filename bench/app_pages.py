@@ -1,11 +1,16 @@
 """App page speed: every page's full script run with AppTest, on 10 meters x 1 year of hourly
-data. Prints figures; asserts nothing. Each page is run cold (caches cleared) and warm (the
-cached reads a rerun gets, e.g. after a click); the reference is a run of the login page.
+data. Each page is run cold (caches cleared) and warm (the cached reads a rerun gets, e.g.
+after a click); the reference is a run of the login page. With `--limit S` it exits 1 when any
+page's full script run (cold or warm) takes longer than S seconds, naming the pages.
 
-    python bench/app_pages.py [--days 365]
+The app package is imported first, as `cei up` does, so the page runs get the app's BLAS
+settings (app/__init__.py).
+
+    python bench/app_pages.py [--days 365] [--repeat 3] [--limit 2.0]
 """
 
 import argparse
+import logging
 import os
 import secrets
 import statistics
@@ -90,7 +95,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--limit", type=float, default=None, help="fail when a page run takes longer (seconds)"
+    )
     args = ap.parse_args()
+    import app  # noqa: F401  # before numpy: the served app's process settings
+
+    slow = []
+
+    def record(label: str, cold: float, warm: float) -> None:
+        if args.limit is not None and max(cold, warm) > args.limit:
+            slow.append(f"{label.strip()} ({max(cold, warm):.2f} s)")
+
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DATABASE_URL"] = f"sqlite:///{Path(tmp, 'bench.db').as_posix()}"
         os.environ["CEI_DATA_DIR"] = tmp
@@ -98,6 +114,8 @@ def main() -> None:
         os.environ["CEI_BCRYPT_ROUNDS"] = "4"
         import streamlit as st
         from streamlit.testing.v1 import AppTest
+
+        logging.disable(logging.WARNING)  # no bare-mode warnings between the figures
 
         started = time.perf_counter()
         demo = build(args.days)
@@ -117,6 +135,7 @@ def main() -> None:
             warm = statistics.median(timed_run(at) for _ in range(args.repeat))
             shown = at.title[0].value if at.title else "?"
             print(f"{title:<26}{cold:>10.2f}{warm:>18.2f}{warm / login:>10.1f}  ({shown})")
+            record(title, cold, warm)
             if title == "Reports":
                 for section in ("Weekly review", "Pilot report"):
                     st.cache_data.clear()
@@ -125,7 +144,13 @@ def main() -> None:
                     warm = statistics.median(timed_run(at) for _ in range(args.repeat))
                     label = f"  {section}"
                     print(f"{label:<26}{cold:>10.2f}{warm:>18.2f}{warm / login:>10.1f}")
+                    record(f"Reports, {section}", cold, warm)
                 at.radio(key="reports-section").set_value("7-day tables")
+    if slow:
+        print(f"over the {args.limit:.1f} s limit: " + ", ".join(slow))
+        raise SystemExit(1)
+    if args.limit is not None:
+        print(f"every page run within {args.limit:.1f} s")
 
 
 if __name__ == "__main__":

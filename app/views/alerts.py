@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, data
 from app.auth import current_user
 from app.components.first_run import needs_sites
+from app.components.health_widget import local_time
 from core.alerts import TRANSITIONS, update_alert
 from core.db import session_scope
 from core.errors import DomainError
@@ -81,6 +82,7 @@ if not needs_sites(user["org_id"], "alerts"):
          "wasted_kwh", "wasted_money", "root_cause"]
     ]  # fmt: skip
     frame["root_cause"] = frame["root_cause"].fillna("")
+    frame["start_utc"] = [local_time(a["start_utc"], tz_of.get(a["site_id"], "UTC")) for a in rows]
     # Each alert keeps the currency it was raised in.
     frame["wasted_money"] = [f"{a['currency']} {a['wasted_money']:,.0f}" for a in rows]
     st.dataframe(
@@ -93,9 +95,9 @@ if not needs_sites(user["org_id"], "alerts"):
             "rule": "Rule",
             "severity": "Severity",
             "status": "Status",
-            "start_utc": "Start (UTC)",
+            "start_utc": st.column_config.TextColumn("Start (site time)"),
             "hours": st.column_config.NumberColumn("Hours", format="%d"),
-            "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%.0f"),
+            "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%,.0f"),
             "wasted_money": st.column_config.TextColumn("Cost"),
             "root_cause": "Root cause",
         },
@@ -116,16 +118,21 @@ if not needs_sites(user["org_id"], "alerts"):
         m[1].metric("Cost", f"{alert['currency']} {alert['wasted_money']:,.0f}")
         m[2].metric("Hours", alert["hours"])
         m[3].metric("Severity", alert["severity"])
-        m[4].metric("Status", alert["status"] + (" · ongoing" if alert["ongoing"] else ""))
-        st.caption(f"From {alert['start_utc']} to {alert['end_utc']} (UTC); charts in {tz}.")
+        m[4].metric("Status", alert["status"])
+        st.caption(
+            f"From {local_time(alert['start_utc'], tz)} to {local_time(alert['end_utc'], tz)}"
+            + (", still going at the last scan" if alert["ongoing"] else "")
+            + f"; times and charts in the site's time zone, {tz}."
+        )
         hours = alert["evidence"].get("hours")
+        # Chart titles are page text: a plotly title collides with a legend that wraps.
         if hours:
-            st.plotly_chart(
-                charts.evidence(hours, tz, title="Actual vs baseline over the alert's hours"),
-                key=f"evidence-{alert['id']}",
-            )
+            st.markdown("**Actual vs baseline over the alert's hours**")
+            st.plotly_chart(charts.evidence(hours, tz), key=f"evidence-{alert['id']}")
         elif alert["rule"] == "data-gap":
-            st.info(f"No readings for {alert['hours']} hours from {alert['start_utc']}.")
+            st.info(
+                f"No readings for {alert['hours']} hours from {local_time(alert['start_utc'], tz)}."
+            )
         else:
             ev = alert["evidence"]
             st.info(
@@ -136,18 +143,16 @@ if not needs_sites(user["org_id"], "alerts"):
             if alert["rule"] == "baseload":
                 out = baseload_evidence(alert)
                 if out is not None:
+                    st.markdown("**Load by hour of day over the alert's window**")
                     st.plotly_chart(
-                        charts.baseload_profile(
-                            out["series"], tz, ev.get("benchmark_high"),
-                            title="Load by hour of day over the alert's window",
-                        ),
+                        charts.baseload_profile(out["series"], tz, ev.get("benchmark_high")),
                         key=f"evidence-{alert['id']}",
-                    )  # fmt: skip
+                    )
         st.markdown("##### History")
         st.dataframe(
             pd.DataFrame(
                 [
-                    {"at": h["at"], "who": h["actor"], "what": h["kind"],
+                    {"at": local_time(h["at"], tz), "who": h["actor"], "what": h["kind"],
                      "changes": "; ".join(
                          f"{k}: {'–' if v[0] is None else v[0]} → {v[1]}"
                          for k, v in h["changes"].items()
@@ -198,6 +203,6 @@ if not needs_sites(user["org_id"], "alerts"):
         except DomainError as exc:
             st.error(exc.message)
         else:
-            data.invalidate()
+            data.invalidate(user["org_id"])
             st.toast(f"Alert #{alert['id']} saved.", icon=":material/check:")
             st.rerun()

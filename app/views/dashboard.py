@@ -6,7 +6,7 @@ import streamlit as st
 from app import data
 from app.auth import current_user
 from app.components.first_run import needs_data, needs_sites
-from app.components.health_widget import health_widget
+from app.components.health_widget import health_widget, local_time
 
 user = current_user()
 org = data.org_settings(user["org_id"])
@@ -59,19 +59,20 @@ if not needs_sites(user["org_id"], "dashboard"):
     latest = data.alert_list(user["org_id"], status="open", limit=8)
     st.subheader("Latest open alerts")
     if latest["data"]:
-        frame = pd.DataFrame(latest["data"])[
-            ["site_id", "meter_id", "rule", "severity", "summary", "start_utc"]
+        zones = {s["site_id"]: s["timezone"] for s in data.site_overview(user["org_id"])}
+        # The finding names the meter and the rule: no separate columns, so it shows in full.
+        frame = pd.DataFrame(latest["data"])[["site_id", "severity", "summary", "start_utc"]]
+        frame["start_utc"] = [
+            local_time(a["start_utc"], zones.get(a["site_id"], "UTC")) for a in latest["data"]
         ]
         st.dataframe(
             frame,
             hide_index=True,
             column_config={
                 "site_id": "Site",
-                "meter_id": "Meter",
-                "rule": "Rule",
                 "severity": "Severity",
                 "summary": st.column_config.TextColumn("Finding", width="large"),
-                "start_utc": "Start (UTC)",
+                "start_utc": st.column_config.TextColumn("Start (site time)"),
             },
         )
         if latest["count"] > len(latest["data"]):

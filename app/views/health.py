@@ -8,7 +8,7 @@ import streamlit as st
 from app import charts, data
 from app.auth import current_user
 from app.components.first_run import needs_sites
-from app.components.health_widget import health_widget
+from app.components.health_widget import health_widget, local_time
 
 user = current_user()
 st.title("Data health")
@@ -32,6 +32,10 @@ if not needs_sites(user["org_id"], "data health"):
         st.caption("No meters registered yet.")
     else:
         st.plotly_chart(charts.heatmap(matrix, bucket), key="health-heatmap")
+        st.caption(
+            "Share of the expected hourly points received in each cell: green ≥ 95 %, "
+            "amber 90–95 %, red < 90 %. Columns are UTC hours or days."
+        )
     st.subheader("Refused records by error code, last 30 days")
     errors = data.errors_timeline(user["org_id"], (end - timedelta(days=30)).isoformat())
     if errors.empty:
@@ -53,6 +57,11 @@ if not needs_sites(user["org_id"], "data health"):
         gaps = gaps[gaps["missing_hours_7d"] > 0].sort_values(
             "longest_gap_hours_7d", ascending=False
         )
+        zones = {s["site_id"]: s["timezone"] for s in data.site_overview(user["org_id"])}
+        gaps["last_reading_utc"] = [
+            local_time(t, zones.get(s, "UTC"))
+            for t, s in zip(gaps["last_reading_utc"], gaps["site_id"], strict=True)
+        ]
     if gaps.empty:
         st.success("No missing hours in the last 7 days.", icon=":material/check_circle:")
     else:
@@ -74,7 +83,7 @@ if not needs_sites(user["org_id"], "data health"):
                     "Longest gap (h)", format="%d"
                 ),
                 "missing_hours_7d": st.column_config.NumberColumn("Missing hours", format="%d"),
-                "last_reading_utc": "Last reading (UTC)",
+                "last_reading_utc": st.column_config.TextColumn("Latest hour stored (site time)"),
             },
             key="health-gaps",
         )

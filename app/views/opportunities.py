@@ -71,10 +71,10 @@ if not needs_sites(user["org_id"], "opportunities"):
         column_config={
             "meter_id": "Meter",
             "rule": "Finding",
-            "avoidable_kwh_low": st.column_config.NumberColumn("kWh (low)", format="%.0f"),
-            "avoidable_kwh_high": st.column_config.NumberColumn("kWh (high)", format="%.0f"),
-            "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%d"),
-            "annual_money_high": st.column_config.NumberColumn(f"{cur}/year (high)", format="%d"),
+            "avoidable_kwh_low": st.column_config.NumberColumn("kWh (low)", format="%,.0f"),
+            "avoidable_kwh_high": st.column_config.NumberColumn("kWh (high)", format="%,.0f"),
+            "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%,d"),
+            "annual_money_high": st.column_config.NumberColumn(f"{cur}/year (high)", format="%,d"),
             "confidence": "Confidence",
             "counted": st.column_config.CheckboxColumn("In site total"),
         },
@@ -86,11 +86,10 @@ if not needs_sites(user["org_id"], "opportunities"):
         )
         with st.expander(label, expanded=i == 0):
             st.write(o["explanation"])
+            # Chart titles are page text: a plotly title collides with a legend that wraps.
             if o["evidence"].get("profile_by_local_hour"):
-                st.plotly_chart(
-                    charts.profile(o["evidence"], title="Evidence hours: actual vs baseline"),
-                    key=f"opp-{i}",
-                )
+                st.markdown("**Evidence hours: actual vs baseline**")
+                st.plotly_chart(charts.profile(o["evidence"]), key=f"opp-{i}")
             elif "baseload_ratio" in o["evidence"]:
                 ev = o["evidence"]
                 st.metric(
@@ -100,13 +99,13 @@ if not needs_sites(user["org_id"], "opportunities"):
                 )
                 out = found["baselines"].get(o["meter_id"], {"ok": False})
                 if out["ok"]:
+                    st.markdown("**Load by hour of day against the baseload**")
                     st.plotly_chart(
                         charts.baseload_profile(
-                            out["series"], out["timezone"], ev["benchmark_high"],
-                            title="Load by hour of day against the baseload",
+                            out["series"], out["timezone"], ev["benchmark_high"]
                         ),
                         key=f"opp-{i}",
-                    )  # fmt: skip
+                    )
                     st.caption(
                         "Even the quietest hours stay above what the sector typically needs: "
                         "look for what runs all night and all weekend (compressed-air leaks, "

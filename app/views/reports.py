@@ -9,6 +9,7 @@ import streamlit as st
 from app import charts, data
 from app.auth import current_user
 from app.components.first_run import needs_sites
+from app.components.health_widget import STYLES, local_time
 from core import reports
 from core.errors import DomainError
 
@@ -18,6 +19,16 @@ st.title("Reports")
 
 def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
+
+
+SITE_METER = {"site_id": "Site", "meter_id": "Meter", "rule": "Finding"}
+
+
+def _money(cur: str) -> dict:
+    return {
+        "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%,d"),
+        "annual_money_high": st.column_config.NumberColumn(f"{cur}/year (high)", format="%,d"),
+    }
 
 
 def _downloads(report: dict, name: str, tables: dict[str, pd.DataFrame], key: str) -> None:
@@ -53,7 +64,7 @@ def seven_day_tables(org_id: int, sites: list[dict]) -> None:
     st.caption("kWh per local day over the last 7 complete days, per energy meter.")
     for site in sites:
         tz = ZoneInfo(site["timezone"])
-        today = datetime.now(tz).date()
+        today = data.now().astimezone(tz).date()
         start = datetime.combine(today - timedelta(days=7), time(0), tz).astimezone(ZoneInfo("UTC"))
         end = datetime.combine(today, time(0), tz).astimezone(ZoneInfo("UTC"))
         rows = []
@@ -76,7 +87,25 @@ def seven_day_tables(org_id: int, sites: list[dict]) -> None:
             st.caption("No energy meters.")
             continue
         frame = pd.DataFrame(rows)
-        st.dataframe(frame, hide_index=True, key=f"seven-{site['site_id']}")
+        days = [c for c in frame.columns if c not in ("meter_id", "total", "incomplete days")]
+        st.dataframe(
+            frame,
+            hide_index=True,
+            key=f"seven-{site['site_id']}",
+            column_config={
+                "meter_id": "Meter",
+                **{
+                    d: st.column_config.NumberColumn(
+                        f"{datetime.fromisoformat(d):%a %d %b}", format="%,.1f", help=d
+                    )
+                    for d in days
+                },
+                "total": st.column_config.NumberColumn("Total kWh", format="%,.1f"),
+                "incomplete days": st.column_config.TextColumn(
+                    "Incomplete days", help="Days with missing hours: hours received / expected"
+                ),
+            },
+        )
         st.download_button(
             "CSV",
             _csv(frame),
@@ -105,18 +134,52 @@ def weekly(org_id: int, sites: list[dict]) -> None:
     comp = pd.DataFrame(report["completeness"]["meters"])
     if not comp.empty:
         st.markdown("##### Completeness per meter")
-        st.dataframe(comp.drop(columns=["kind"]), hide_index=True, key="weekly-comp")
+        shown = comp.drop(columns=["kind"])
+        # Drivers (temperature, production) have no kWh: a dash, not "None".
+        shown["kwh"] = ["–" if pd.isna(v) else f"{v:,.1f}" for v in comp["kwh"]]
+        st.dataframe(
+            shown,
+            hide_index=True,
+            key="weekly-comp",
+            column_config={
+                **SITE_METER,
+                "expected_points": st.column_config.NumberColumn("Expected", format="%d"),
+                "actual_points": st.column_config.NumberColumn("Received", format="%d"),
+                "completeness_pct": st.column_config.NumberColumn("Complete", format="%.1f %%"),
+                "missing_hours": st.column_config.NumberColumn("Missing hours", format="%d"),
+                "longest_gap_hours": st.column_config.NumberColumn("Longest gap (h)", format="%d"),
+                "kwh": st.column_config.TextColumn("kWh"),
+            },
+        )
     if report["daily_kwh"]:
-        st.plotly_chart(charts.daily_bars(report["daily_kwh"], "kWh per day"), key="weekly-daily")
+        st.markdown("##### kWh per local day")
+        st.plotly_chart(charts.daily_bars(report["daily_kwh"]), key="weekly-daily")
     alerts = pd.DataFrame(report["new_alerts"])
     st.markdown("##### New alerts")
     if alerts.empty:
         st.caption("No new alerts this week.")
     else:
+        zones = {s["site_id"]: s["timezone"] for s in sites}
+        shown = alerts[
+            ["site_id", "meter_id", "rule", "start_utc", "hours", "wasted_kwh", "status"]
+        ]
+        shown = shown.assign(
+            start_utc=[
+                local_time(t, zones.get(s, "UTC"))
+                for t, s in zip(alerts["start_utc"], alerts["site_id"], strict=True)
+            ]
+        )
         st.dataframe(
-            alerts[["site_id", "meter_id", "rule", "start_utc", "hours", "wasted_kwh", "status"]],
+            shown,
             hide_index=True,
             key="weekly-alerts",
+            column_config={
+                **SITE_METER,
+                "start_utc": st.column_config.TextColumn("Start (site time)"),
+                "hours": st.column_config.NumberColumn("Hours", format="%d"),
+                "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%,.0f"),
+                "status": "Status",
+            },
         )
     st.markdown("##### Confirmed issues and actions")
     confirmed = pd.DataFrame(report["confirmed_issues"])
@@ -127,6 +190,12 @@ def weekly(org_id: int, sites: list[dict]) -> None:
             confirmed[["site_id", "meter_id", "rule", "status", "root_cause", "action"]],
             hide_index=True,
             key="weekly-confirmed",
+            column_config={
+                **SITE_METER,
+                "status": "Status",
+                "root_cause": "Root cause",
+                "action": "Action",
+            },
         )
     focus = pd.DataFrame(report["next_week_focus"])
     st.markdown("##### Next week's focus")
@@ -147,12 +216,7 @@ def weekly(org_id: int, sites: list[dict]) -> None:
             ],
             hide_index=True,
             key="weekly-focus",
-            column_config={
-                "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%d"),
-                "annual_money_high": st.column_config.NumberColumn(
-                    f"{cur}/year (high)", format="%d"
-                ),
-            },
+            column_config={**SITE_METER, **_money(cur), "confidence": "Confidence"},
         )
     _downloads(
         report,
@@ -199,17 +263,25 @@ def pilot(org_id: int) -> None:
         return
     card = report["scorecard"]
     st.markdown("##### Pilot scorecard")
+    scorecard = pd.DataFrame(
+        [
+            {"metric": m["label"], "value": str(m.get("display", m["value"])),
+             "target": m["target"], "result": "pass" if m["passed"] else "fail"}
+            for m in card["metrics"]
+        ]
+    )  # fmt: skip
+    colour = {"pass": STYLES["good"], "fail": STYLES["poor"]}
     st.dataframe(
-        pd.DataFrame(
-            [
-                {"metric": m["label"], "value": m["value"], "target": m["target"],
-                 "result": "✅ pass" if m["passed"] else "❌ fail"}
-                for m in card["metrics"]
-            ]
-        ).astype({"value": str}),
+        scorecard.style.map(colour.get, subset=["result"]),
         hide_index=True,
         key="pilot-scorecard",
-    )  # fmt: skip
+        column_config={
+            "metric": "Metric",
+            "value": "Value",
+            "target": "Target",
+            "result": "Result",
+        },
+    )
     (st.success if card["passed"] else st.warning)(
         "All pilot success metrics met." if card["passed"] else "Not every success metric is met."
     )
@@ -231,11 +303,9 @@ def pilot(org_id: int) -> None:
             hide_index=True,
             key="pilot-recommended",
             column_config={
+                **SITE_METER,
                 "action": st.column_config.TextColumn("Recommendation", width="large"),
-                "annual_money_low": st.column_config.NumberColumn(f"{cur}/year (low)", format="%d"),
-                "annual_money_high": st.column_config.NumberColumn(
-                    f"{cur}/year (high)", format="%d"
-                ),
+                **_money(cur),
             },
         )
     coverage = pd.DataFrame(report["coverage"]["meters"])

@@ -36,6 +36,11 @@ ZONES = sorted(available_timezones())
 SECTORS = ["general", "food_and_beverage", "metalworking"]
 
 
+def _words(value: str) -> str:
+    """'food_and_beverage' as 'Food and beverage', for choices shown to people."""
+    return value.replace("_", " ").capitalize()
+
+
 def _save(write, done: str) -> bool:
     """Run a write in its own transaction; show what went wrong in plain words."""
     try:
@@ -47,7 +52,7 @@ def _save(write, done: str) -> bool:
     except ValidationError as exc:
         st.error("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
         return False
-    data.invalidate()
+    data.invalidate(ORG)
     st.toast(done, icon=":material/check:")
     return True
 
@@ -102,9 +107,13 @@ def token_section() -> None:
         hide_index=True,
         column_config={
             "id": st.column_config.NumberColumn("#", format="%d"),
+            "name": "Name",
             "prefix": "Prefix",
-            "last_used_at": "Last used",
-            "expires_at": "Expires",
+            "sites": "Sites",
+            "status": "Status",
+            "created_at": "Created (UTC)",
+            "last_used_at": "Last used (UTC)",
+            "expires_at": "Expires (UTC)",
         },
         key="token-table",
     )
@@ -141,7 +150,12 @@ def _site_form(key: str, current: dict | None) -> dict | None:
         )
         start = d2.time_input("Shift start", value=time.fromisoformat(schedule["start"]))
         end = d3.time_input("Shift end", value=time.fromisoformat(schedule["end"]))
-        country = d4.text_input("Holidays of (country)", value=(current or {}).get("country") or "")
+        country = d4.text_input(
+            "Holidays",
+            value=(current or {}).get("country") or "",
+            placeholder="IT",
+            help="Country code whose public holidays count as rest days (e.g. IT, DE, FR)",
+        )
         gap = d5.number_input(
             "Gap alarm after (h)", min_value=1, max_value=168,
             value=int((current or {}).get("gap_alert_hours", 3)),
@@ -177,6 +191,14 @@ def sites_section() -> None:
             ],
             hide_index=True,
             key="site-table",
+            column_config={
+                "site_id": "Site ID",
+                "name": "Name",
+                "timezone": "Time zone",
+                "country": "Holidays",
+                "gap_alert_hours": st.column_config.NumberColumn("Gap alarm after (h)"),
+                "meter_count": st.column_config.NumberColumn("Meters"),
+            },
         )
     with st.expander("Add a site", expanded=not listed, icon=":material/add:"):
         new = _site_form("add-site", None)
@@ -206,15 +228,21 @@ def sites_section() -> None:
     meters = data.site_meters(ORG, site["site_id"])
     if meters:
         st.dataframe(
-            pd.DataFrame(meters)[["meter_id", "name", "kind"]], hide_index=True, key="meter-table"
+            pd.DataFrame(meters)[["meter_id", "name", "kind"]].assign(
+                kind=lambda f: f["kind"].map(_words)
+            ),
+            hide_index=True,
+            key="meter-table",
+            column_config={"meter_id": "Meter ID", "name": "Description", "kind": "Kind"},
         )
     else:
         st.caption("No meters yet: add the main incomer first.")
     with st.form(f"add-meter-{site['site_id']}", clear_on_submit=True):
+        st.markdown("##### Add a meter")
         c1, c2, c3 = st.columns(3)
         meter_id = c1.text_input("Meter ID", placeholder="main-incomer")
         name = c2.text_input("Description", placeholder="Main incomer, LV board 1")
-        kind = c3.selectbox("Kind", KINDS)
+        kind = c3.selectbox("Kind", KINDS, format_func=_words)
         add = st.form_submit_button("Add meter")
     if add and _save(
         lambda s: sites.create_meter(
@@ -226,10 +254,11 @@ def sites_section() -> None:
         st.rerun()
     if meters:
         with st.form(f"edit-meter-{site['site_id']}"):
+            st.markdown("##### Edit a meter")
             c1, c2, c3 = st.columns(3)
             target = c1.selectbox("Meter", [m["meter_id"] for m in meters])
             new_name = c2.text_input("New description")
-            new_kind = c3.selectbox("Kind", ["(unchanged)", *KINDS])
+            new_kind = c3.selectbox("Kind", ["(unchanged)", *KINDS], format_func=_words)
             edit_meter = st.form_submit_button("Save meter")
         if edit_meter and _save(
             lambda s: sites.update_meter(
@@ -254,7 +283,7 @@ def org_section() -> None:
             step=0.01, format="%.4f",
         )  # fmt: skip
         sector = c3.selectbox(
-            "Sector (for benchmarks)", SECTORS,
+            "Sector (for benchmarks)", SECTORS, format_func=_words,
             index=SECTORS.index(org["sector"]) if org["sector"] in SECTORS else 0,
         )  # fmt: skip
         save = st.form_submit_button("Save", type="primary")

@@ -15,7 +15,8 @@ st.title("Site view")
 
 if not needs_sites(user["org_id"], "site view"):
     sites = data.site_overview(user["org_id"])
-    c1, c2, c3, c4 = st.columns([2, 3, 2, 2], vertical_alignment="bottom")
+    # Wide enough for "Bologna Plant - Main (site-22)" and a whole date range.
+    c1, c2, c3, c4 = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
     site = c1.selectbox(
         "Site",
         sites,
@@ -35,7 +36,7 @@ if not needs_sites(user["org_id"], "site view"):
         "Meters", ids, default=default, key="site-view-meters", max_selections=4
     )
     tz = ZoneInfo(site["timezone"])
-    today = datetime.now(tz).date()
+    today = data.now().astimezone(tz).date()
     picked = c3.date_input(
         "Range (local dates)",
         value=(today - timedelta(days=27), today),

@@ -45,7 +45,9 @@ if not needs_sites(user["org_id"], "upload target"):
         key="upload-site",
     )  # fmt: skip
     revise = c2.toggle(
-        "Replace stored values that differ (keeps the old ones in the revision history)",
+        "Replace stored values that differ",
+        help="Off: rows for hours already stored are skipped. On: a different value replaces "
+        "the stored one, which stays in the revision history.",
         key="upload-revise",
     )
     mode = IngestMode.revise if revise else IngestMode.insert
@@ -100,7 +102,7 @@ if not needs_sites(user["org_id"], "upload target"):
         if result.touched:
             with st.spinner("Checking the new hours for alerts…"):
                 scan_org(get_engine(), org_id=user["org_id"], touched=result.touched)
-        data.invalidate()
+        data.invalidate(user["org_id"])
         st.session_state["upload-result"] = (upload.file_id, result.to_response(mode))
     kept = st.session_state.get("upload-result")
     outcome = kept[1] if kept and kept[0] == upload.file_id else None

@@ -1,6 +1,6 @@
 """AppTest fixtures: the real app/main.py against the test database."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,31 @@ def _fresh_cache():
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+
+
+class Clock:
+    """The app's clock (app.data.utcnow), frozen at `now` until `set` moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(name="clock")
+def clock_fixture(monkeypatch) -> Clock:
+    """Freeze the app's clock 3 h 30 min before the real one.
+
+    Deliberately not the real now: a test that recomputes "now" itself instead of using
+    `clock.now` (or reading the window off the page) then fails every time, rather than
+    flaking once an hour when the hour turns between the app's run and the test's check."""
+    clock = Clock(datetime.now(UTC) - timedelta(hours=3, minutes=30))
+    monkeypatch.setattr("app.data.utcnow", clock)
+    return clock
 
 
 @pytest.fixture(name="at")

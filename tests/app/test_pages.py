@@ -20,7 +20,8 @@ pytestmark = pytest.mark.usefixtures("client")
 
 
 @pytest.fixture(name="admin")
-def admin_fixture(at, demo):
+def admin_fixture(clock, at, demo):
+    # The app runs on the frozen `clock`: every window a test recomputes comes from clock.now.
     return sign_in(at, demo["email"], demo["password"])
 
 
@@ -48,8 +49,8 @@ def test_dashboard_health_widget_equals_core(admin, demo, engine):
     assert set(admin.dataframe[0].value["expected_points"]) == {168}
 
 
-def test_dashboard_last_24h_against_the_baseline(admin, demo, engine):
-    end = floor_hour(pd.Timestamp.now(tz="UTC").to_pydatetime())
+def test_dashboard_last_24h_against_the_baseline(clock, admin, demo, engine):
+    end = floor_hour(clock.now)  # the app's clock, not a second reading of the real one
     with session_scope(engine) as session:
         out = AnalyticsService(session, org_id=demo["org_id"]).baseline(
             "site-22", "main-incomer", end - timedelta(hours=24), end
@@ -65,17 +66,18 @@ def test_dashboard_last_24h_against_the_baseline(admin, demo, engine):
     assert sum(int(v) for v in per_site) == len(opened) > 0
 
 
-def test_site_view_numbers_are_core_numbers(admin, demo, engine):
+def test_site_view_numbers_are_core_numbers(clock, admin, demo, engine):
     open_page(admin, "Site view")
     metrics = {m.label: m.value for m in admin.metric}
     first, last = admin.date_input(key="site-view-range").value
-    assert (last - first).days == 27
-    # The page's range: local midnights in Rome, up to the current hour.
     zone = ZoneInfo("Europe/Rome")
+    assert last == clock.now.astimezone(zone).date()  # "today" on the site's clock
+    assert (last - first).days == 27
+    # The page's range: local midnights in Rome, up to the app's current hour.
     start = datetime.combine(first, time(0), zone).astimezone(UTC)
     end = min(
         datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(UTC),
-        floor_hour(datetime.now(UTC)),
+        floor_hour(clock.now),
     )
     with session_scope(engine) as session:
         service = AnalyticsService(session, org_id=demo["org_id"])
@@ -269,10 +271,10 @@ def test_data_health_of_sites_without_meters(at, client):
         open_page(at, title)
 
 
-def test_dashboard_counts_meters_that_have_no_baseline_yet(at, client, engine):
+def test_dashboard_counts_meters_that_have_no_baseline_yet(clock, at, client, engine):
     user = signup(client, org="Young Plant")
     make_site(client, user["headers"], "young", meters=("main-incomer",))
-    now = floor_hour(datetime.now(UTC))
+    now = floor_hour(clock.now)
     index = pd.date_range(now - timedelta(hours=72), now, freq="h", inclusive="left")
     ingest_series(engine, user["org_id"], "young", "main-incomer", index, [100.0] * len(index))
     sign_in(at, user["email"], PASSWORD)
@@ -291,3 +293,71 @@ def test_upload_of_a_header_only_csv(admin):
     assert not admin.exception
     assert any("no rows below its header" in i.value for i in admin.info)
     assert not [b for b in admin.button if b.label.startswith("Ingest")]
+
+
+def _many_alerts(engine, org_id: int, n: int, *, acknowledged: int = 0) -> list[int]:
+    """`n` data-gap alerts on one meter, one a day going back from today; ids newest first."""
+    from core.alerts import fingerprint
+    from core.sites import get_meter
+
+    newest = floor_hour(datetime.now(UTC))
+    with session_scope(engine) as session:
+        site, meter = get_meter(session, org_id=org_id, site_id="gaps", meter_id="main-incomer")
+        made = []
+        for i in range(n):
+            start = newest - timedelta(days=i + 1)
+            alert = Alert(
+                org_id=org_id, site_pk=site.id, meter_pk=meter.id, rule="data-gap",
+                fingerprint=fingerprint(org_id, meter.id, "data-gap", start), start=start,
+                end=start + timedelta(hours=4), hours=4, severity="low",
+                status="acknowledged" if i < acknowledged else "open",
+                evidence={"missing_hours": 4},
+            )  # fmt: skip
+            session.add(alert)
+            session.flush()
+            made.append(alert.id)
+    return made
+
+
+def test_alerts_page_through_more_than_a_hundred(at, client, engine):
+    user = signup(client, org="Many Alerts")
+    make_site(client, user["headers"], "gaps", meters=("main-incomer",))
+    ids = _many_alerts(engine, user["org_id"], 130, acknowledged=20)
+    sign_in(at, user["email"], PASSWORD)
+    open_page(at, "Alerts")
+    at.selectbox(key="alerts-status").set_value("all").run()
+    assert not at.exception
+    assert any("alerts 1–100 of 130" in c.value for c in at.caption)
+    assert at.number_input(key="alerts-page").max == 2
+    table = at.dataframe[0].value
+    assert table["id"].tolist() == ids[:100]  # newest first
+    assert len(at.selectbox(key="alerts-chosen").options) == 100
+    # The second page holds the 30 oldest.
+    at.number_input(key="alerts-page").set_value(2).run()
+    assert not at.exception
+    assert any("alerts 101–130 of 130" in c.value for c in at.caption)
+    assert at.dataframe[0].value["id"].tolist() == ids[100:]
+    assert at.selectbox(key="alerts-chosen").value["id"] == ids[100]
+    # A filter with a single page of results brings the table back to its first page.
+    at.selectbox(key="alerts-status").set_value("acknowledged").run()
+    assert not at.exception
+    assert any(c.value.startswith("20 alerts, newest first") for c in at.caption)
+    assert at.dataframe[0].value["id"].tolist() == ids[:20]
+    assert not [n for n in at.number_input if n.key == "alerts-page"]
+    # And the open ones: 110, again over two pages, from the first.
+    at.selectbox(key="alerts-status").set_value("open").run()
+    assert any("alerts 1–100 of 110" in c.value for c in at.caption)
+    assert at.dataframe[0].value["id"].tolist() == ids[20:120]
+
+
+def test_alert_start_times_are_on_the_site_clock(admin, demo):
+    """The Dashboard's and the Alerts page's start column: local time with its zone."""
+    rome = ("CET", "CEST")
+    latest = admin.dataframe[1].value  # the Dashboard's latest open alerts
+    assert latest["start_utc"].str.endswith(rome).all()
+    open_page(admin, "Alerts")
+    table = admin.dataframe[0].value
+    assert table["start_utc"].str.endswith(rome).all()
+    assert any(
+        "times and charts in the site's time zone, Europe/Rome" in c.value for c in admin.caption
+    )
