@@ -14,8 +14,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-fuzz: $(STAMP)  # the long fuzzing mode (a nightly job): 1,000 generated cases per operation
-	CEI_FUZZ_EXAMPLES=1000 $(BIN)/pytest -q -s tests/test_fuzz.py
+fuzz: $(STAMP)  # the long fuzzing mode (a nightly job): 1,000 positive and 1,000 negative cases per operation, counts printed
+	CEI_FUZZ_EXAMPLES=1000 CEI_FUZZ_NEGATIVE_EXAMPLES=1000 $(BIN)/pytest -q -s -p no:cacheprovider tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

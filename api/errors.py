@@ -6,6 +6,7 @@ from http import HTTPStatus
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.errors import (
     Conflict,
@@ -100,8 +101,46 @@ def http_to_problem(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
-def database_to_problem(exc: DBAPIError) -> ProblemDetailsException:
-    log.warning("database unavailable: %s", exc.__class__.__name__)
+# What "the database cannot answer now; retry" looks like. SQLite primary result codes:
+# BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (a locking race).
+SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14, 15})
+SQLITE_UNAVAILABLE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database",
+    "locking protocol",
+)
+# PostgreSQL SQLSTATE classes: connection (08), transaction rollback: serialization failure and
+# deadlock (40), insufficient resources: disk full, out of memory, too many connections (53),
+# operator intervention: shutdown, cannot connect now, statement timeout (57), system/I-O (58);
+# and single codes: read-only transaction, lock not available.
+PG_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+PG_UNAVAILABLE_CODES = frozenset({"25006", "55P03"})
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """True when the error means the database is down, busy, locked, full, failing I/O or
+    read-only (worth a retry: 503); False for a fault in the statement or schema (500)."""
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in SQLITE_UNAVAILABLE_CODES
+    state = getattr(orig, "sqlstate", None)
+    if state:
+        return state.startswith(PG_UNAVAILABLE_CLASSES) or state in PG_UNAVAILABLE_CODES
+    if type(orig).__module__.startswith("psycopg"):
+        # No SQLSTATE: the client library's own failure (refused, reset, timed out).
+        return isinstance(exc, OperationalError)
+    message = str(orig).lower()
+    return any(m in message for m in SQLITE_UNAVAILABLE_MESSAGES)
+
+
+def _unavailable() -> ProblemDetailsException:
     return problem(
         503,
         "the database is not answering; retry later",
@@ -110,12 +149,25 @@ def database_to_problem(exc: DBAPIError) -> ProblemDetailsException:
     )
 
 
+def database_to_problem(exc: DBAPIError) -> ProblemDetailsException:
+    """Database errors that a retry can cure are 503 with Retry-After; any other (no such table,
+    a syntax error) is a fault of ours: 500, logged, no details to the client."""
+    if not database_unavailable(exc):
+        return unexpected_to_problem(exc)
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return _unavailable()
+
+
+def pool_timeout_to_problem(exc: PoolTimeout) -> ProblemDetailsException:
+    """Every connection of the pool is busy for longer than the pool waits: busy, retry."""
+    log.warning("database connection pool exhausted")
+    return _unavailable()
+
+
 def internal_db_to_problem(exc: InternalError) -> ProblemDetailsException:
     """A read-only database (PostgreSQL in recovery, a read-only replica or setting) is
     unavailable for writing: 503 and retry. Any other internal error is a 500."""
-    if type(exc.orig).__name__ == "ReadOnlySqlTransaction":
-        return database_to_problem(exc)
-    return unexpected_to_problem(exc)
+    return database_to_problem(exc)
 
 
 def data_error_to_problem(exc: DataError) -> ProblemDetailsException:
@@ -139,6 +191,7 @@ def problem_details_config() -> ProblemDetailsConfig:
             OperationalError: database_to_problem,
             InternalError: internal_db_to_problem,
             DataError: data_error_to_problem,
+            PoolTimeout: pool_timeout_to_problem,
             Exception: unexpected_to_problem,
         },
     )

@@ -18,7 +18,7 @@ from litestar.types import Message, Scope
 from api.auth import BearerAuthMiddleware, integration_scope_guard
 from api.deps import provide_session, provide_settings
 from api.errors import document_errors, problem_details_config
-from api.ratelimit import LoginThrottle, RateLimiter, make_store, rate_limit_guard
+from api.ratelimit import RateLimiter, make_store, rate_limit_guard, throttle_for
 from api.routes import ROUTE_HANDLERS, TEST_ONLY_ROUTE_HANDLERS
 from core.db import get_engine
 from core.settings import Settings, get_settings
@@ -97,13 +97,7 @@ def create_app(settings: Settings | None = None, *, rate_store: Store | None = N
     token_limits = RateLimiter(store, per_minute=settings.rate_limit_token_per_minute)
     user_limits = RateLimiter(store, per_minute=settings.rate_limit_user_per_minute)
     anonymous_limits = RateLimiter(store, per_minute=settings.rate_limit_anonymous_per_minute)
-    throttle = LoginThrottle(
-        store,
-        max_failures=settings.login_max_failures,
-        lockout_seconds=settings.login_lockout_seconds,
-        lockout_max_seconds=settings.login_lockout_max_seconds,
-        max_failures_per_email=settings.login_max_failures_per_email,
-    )
+    throttle = throttle_for(settings, store)
     engine = get_engine(settings.effective_database_url)
     handlers = list(ROUTE_HANDLERS)
     if settings.enable_test_auth_routes:

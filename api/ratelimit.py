@@ -10,9 +10,16 @@
   up to `CEI_LOGIN_LOCKOUT_MAX_SECONDS`; while it waits, one attempt at a time. A correct
   password resets it. Keyed by address as well as email, so guessing from one place cannot
   lock the owner out from another, and no wait lasts longer than the cap.
-- Login, per email from every address together: at most `CEI_LOGIN_MAX_FAILURES_PER_EMAIL`
-  wrong passwords in a 15-minute window, so rotating addresses buys an attacker no more
-  guesses. Reaching it refuses that email until the window ends (at most 15 minutes).
+- Login, per email from every address together: once `CEI_LOGIN_MAX_FAILURES_PER_EMAIL` wrong
+  passwords arrive within a 15-minute window, the email is "under attack" until 15 minutes pass
+  without a wrong password. Meanwhile attempts from addresses that have never signed in to it
+  share one slot every `CEI_LOGIN_LOCKOUT_SECONDS` (a wait of at most that long, never a
+  refusal that an attacker can prolong), so rotating addresses buys an attacker one guess per
+  slot. Addresses that signed in to that email successfully within the last 30 days are not
+  slowed by this at all (only by their own per-address back-off): the owner, from a place they
+  have used before, always gets in with the right password.
+- The Streamlit app's login form uses the same throttle with the same keys and store
+  (`throttle_for(settings)`), so guesses through either count against both.
 
 The store is Litestar's: in memory by default (one process), Redis when `CEI_REDIS_URL` is set
 (shared by every worker). Counters are atomic: Redis INCR, or a lock around the memory store.
@@ -36,6 +43,7 @@ from core.settings import Settings
 WINDOW_SECONDS = 60
 EMAIL_WINDOW_SECONDS = 900
 STATE_TTL_SECONDS = 86_400  # a login failure is forgotten a day after the last one
+KNOWN_ADDRESS_TTL_SECONDS = 30 * 86_400  # an address that signed in is trusted this long
 
 
 class CountingRedisStore(RedisStore):
@@ -98,7 +106,8 @@ class RateLimiter:
 
 
 class LoginThrottle:
-    """Backoff after wrong passwords: per email and address, and per email overall.
+    """Backoff after wrong passwords per email and address; per email overall, a slowdown for
+    addresses that have never signed in to it.
 
     `begin` reserves an attempt before the password is checked, so parallel guesses cannot all
     slip through one check; `end` releases it with the outcome."""
@@ -121,36 +130,59 @@ class LoginThrottle:
         self.clock = clock
 
     @staticmethod
-    def _who(email: str, address: str) -> str:
-        return f"{email.strip().lower()}:{address}"
+    def _email(email: str) -> str:
+        return email.strip().lower()
 
-    def _email_window(self, email: str) -> tuple[str, float]:
+    def _who(self, email: str, address: str) -> str:
+        return f"{self._email(email)}:{address}"
+
+    def _email_window_key(self, email: str) -> str:
         window = int(self.clock() // EMAIL_WINDOW_SECONDS)
-        end = (window + 1) * EMAIL_WINDOW_SECONDS
-        return f"login-email:{email.strip().lower()}:{window}", end
+        return f"login-email:{self._email(email)}:{window}"
 
     async def _int(self, key: str) -> int:
         return int(await self.store.get(key) or 0)
 
     async def wait(self, email: str, address: str) -> float | None:
-        """Seconds until this email may try again from this address, or None."""
-        now = self.clock()
+        """Seconds until this email may try again from this address (its own back-off), or
+        None."""
         who = self._who(email, address)
-        email_key, window_end = self._email_window(email)
-        if await self._int(email_key) >= self.max_per_email:
-            return window_end - now
         failures = await self._int(f"login-fail:{who}")
         if failures < self.max_failures:
             return None
         delay = min(self.lockout * 2 ** (failures - self.max_failures), self.lockout_max)
-        left = await self._int(f"login-last:{who}") / 1000 + delay - now
+        left = await self._int(f"login-last:{who}") / 1000 + delay - self.clock()
         return left if left > 0 else None
+
+    async def known_address(self, email: str, address: str) -> bool:
+        """True when this address signed in to this email successfully in the last 30 days."""
+        return await self.store.exists(f"login-known:{self._who(email, address)}")
+
+    async def under_attack(self, email: str) -> bool:
+        """True from the per-email cap until a whole window passes without a wrong password."""
+        until = await self.store.get(f"login-attack:{self._email(email)}")
+        return until is not None and float(until) > self.clock()
+
+    async def _slot_wait(self, email: str) -> float | None:
+        """Under attack, addresses new to the email share one attempt per `lockout` seconds:
+        the first caller in a slot takes it, the others wait for the next (at most `lockout`)."""
+        now = self.clock()
+        slot = int(now // self.lockout)
+        key = f"login-slot:{self._email(email)}:{slot}"
+        taken = await incr(self.store, key, expires_in=math.ceil(2 * self.lockout) + 1)
+        if taken > 1:
+            return (slot + 1) * self.lockout - now
+        return None
 
     async def begin(self, email: str, address: str) -> float | None:
         """Reserve an attempt; the seconds to wait instead when it is refused."""
         wait = await self.wait(email, address)
         if wait is not None:
             return wait
+        if not await self.known_address(email, address) and await self.under_attack(email):
+            wait = await self._slot_wait(email)
+            if wait is not None:
+                return wait
         who = self._who(email, address)
         busy = await incr(self.store, f"login-busy:{who}", expires_in=WINDOW_SECONDS)
         failures = await self._int(f"login-fail:{who}")
@@ -161,20 +193,38 @@ class LoginThrottle:
         return None
 
     async def end(self, email: str, address: str, *, outcome: str) -> None:
-        """Release a reserved attempt: `ok` resets the count, `wrong` adds a failure,
-        anything else (the check could not run) counts nothing."""
+        """Release a reserved attempt: `ok` resets the count and remembers the address, `wrong`
+        adds a failure, anything else (the check could not run) counts nothing."""
         who = self._who(email, address)
         await incr(self.store, f"login-busy:{who}", by=-1, expires_in=WINDOW_SECONDS)
         if outcome == "ok":
             await self.store.delete(f"login-fail:{who}")
+            await self.store.set(f"login-known:{who}", "1", expires_in=KNOWN_ADDRESS_TTL_SECONDS)
             return
         if outcome != "wrong":
             return
         await incr(self.store, f"login-fail:{who}", expires_in=STATE_TTL_SECONDS)
         millis = str(int(self.clock() * 1000))
         await self.store.set(f"login-last:{who}", millis, expires_in=STATE_TTL_SECONDS)
-        email_key, _ = self._email_window(email)
-        await incr(self.store, email_key, expires_in=2 * EMAIL_WINDOW_SECONDS)
+        count = await incr(
+            self.store, self._email_window_key(email), expires_in=2 * EMAIL_WINDOW_SECONDS
+        )
+        if count >= self.max_per_email or await self.under_attack(email):
+            until = str(self.clock() + EMAIL_WINDOW_SECONDS)
+            await self.store.set(
+                f"login-attack:{self._email(email)}", until, expires_in=EMAIL_WINDOW_SECONDS
+            )
+
+
+def throttle_for(settings: Settings, store: Store | None = None) -> LoginThrottle:
+    """The login throttle these settings describe (the API's and the app's are the same)."""
+    return LoginThrottle(
+        store or make_store(settings),
+        max_failures=settings.login_max_failures,
+        lockout_seconds=settings.login_lockout_seconds,
+        lockout_max_seconds=settings.login_lockout_max_seconds,
+        max_failures_per_email=settings.login_max_failures_per_email,
+    )
 
 
 def client_address(connection: ASGIConnection) -> str:

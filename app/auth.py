@@ -1,57 +1,64 @@
-"""Login form, the signed-in principal in st.session_state, logout, and a login back-off.
+"""Login form, the signed-in principal in st.session_state, logout, and the login back-off.
 
 The principal is re-read from the users table on every script run, so a user who was demoted
-or deactivated loses the rights at their next click, not at their next sign-in."""
+or deactivated loses the rights at their next click, not at their next sign-in.
 
+Wrong passwords are counted by the API's LoginThrottle (api/ratelimit.py) with the same keys
+(email and client address) and the same store (memory in this process, or Redis at
+CEI_REDIS_URL, shared with the API): guessing through the app or the API counts against both,
+and guessing from one address does not lock the owner out from another."""
+
+import asyncio
+import logging
 import threading
-import time
 
 import streamlit as st
 
+from api.ratelimit import LoginThrottle, throttle_for
 from core import accounts
 from core.db import session_scope
 from core.errors import DomainError, NotFound
 from core.settings import get_settings
 
 SESSION_KEY = "principal"
-FREE_FAILURES = 5  # failures allowed before the back-off starts
-FIRST_WAIT_S = 1.0
-MAX_WAIT_S = 300.0
+log = logging.getLogger("cei.app")
 
-# Per email, in this process: (consecutive failures, monotonic time before which to refuse).
-# The API keeps its own; this one only slows guessing through the app's form.
-_failures: dict[str, tuple[int, float]] = {}
+# The throttle is asynchronous (Litestar stores); the app's script threads hand its calls to
+# one event loop of their own, so the memory store's lock and a Redis pool live on one loop.
+_loop: asyncio.AbstractEventLoop | None = None
+_throttles: dict[tuple, LoginThrottle] = {}
 _lock = threading.Lock()
 
 
-def _clock() -> float:
-    return time.monotonic()
-
-
-def _key(email: str) -> str:
-    return email.strip().lower()
-
-
-def wait_seconds(email: str) -> float:
-    """How long this email must wait before the next attempt (0: go ahead)."""
+def _run(coro):
+    global _loop
     with _lock:
-        _, until = _failures.get(_key(email), (0, 0.0))
-    return max(0.0, until - _clock())
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            runner = threading.Thread(target=_loop.run_forever, name="cei-login", daemon=True)
+            runner.start()
+    return asyncio.run_coroutine_threadsafe(coro, _loop).result(timeout=30)
 
 
-def record_failure(email: str) -> None:
+def login_throttle() -> LoginThrottle:
+    """The throttle for the current settings, one per process (the API builds the same)."""
+    settings = get_settings()
+    key = (
+        settings.redis_url,
+        settings.login_max_failures,
+        settings.login_lockout_seconds,
+        settings.login_lockout_max_seconds,
+        settings.login_max_failures_per_email,
+    )
     with _lock:
-        count, _ = _failures.get(_key(email), (0, 0.0))
-        count += 1
-        wait = 0.0
-        if count >= FREE_FAILURES:
-            wait = min(FIRST_WAIT_S * 2 ** (count - FREE_FAILURES), MAX_WAIT_S)
-        _failures[_key(email)] = (count, _clock() + wait)
+        if key not in _throttles:
+            _throttles[key] = throttle_for(settings)
+        return _throttles[key]
 
 
-def record_success(email: str) -> None:
-    with _lock:
-        _failures.pop(_key(email), None)
+def client_address() -> str:
+    """The browser's address as the API would see it (Streamlit reports loopback as None)."""
+    return st.context.ip_address or "127.0.0.1"
 
 
 def _role(user) -> str:
@@ -113,22 +120,31 @@ def login_page() -> None:
         if not email or not password:
             st.error("Enter your email and password.")
             return
-        wait = wait_seconds(email)
-        if wait > 0:
+        throttle, address = login_throttle(), client_address()
+        try:
+            wait = _run(throttle.begin(email, address))
+        except Exception:
+            log.exception("login throttle unavailable")
+            st.error("Sign-in is unavailable right now: try again in a minute.")
+            return
+        if wait is not None:
             st.error(
                 f"Too many failed sign-ins for this email: try again in {wait:.0f} s."
                 if wait >= 1
                 else "Too many failed sign-ins for this email: try again in a second."
             )
             return
+        outcome = "error"  # a database outage releases the attempt without counting it
         try:
             principal = sign_in(email, password)
+            outcome = "ok"
         except DomainError as exc:
             if exc.code == "invalid_credentials":
-                record_failure(email)
+                outcome = "wrong"
             st.error(exc.message[:1].upper() + exc.message[1:] + ".")
             return
-        record_success(email)
+        finally:
+            _run(throttle.end(email, address, outcome=outcome))
         st.session_state[SESSION_KEY] = principal
         st.rerun()
 

@@ -71,8 +71,11 @@ class AnalyticsService:
         for bound in (start, end):
             if bound is not None and bound.tzinfo is None:
                 raise InvalidInput("start and end must carry a time zone, e.g. ...T00:00:00Z")
-        end = floor_hour(end or utcnow())
-        start = floor_hour(start) if start else end - DEFAULT_WINDOW
+        try:
+            end = floor_hour(end or utcnow())
+            start = floor_hour(start) if start else end - DEFAULT_WINDOW
+        except OverflowError:  # e.g. the default start before the year 1
+            raise InvalidInput("start and end must lie between the years 1 and 9999") from None
         if end <= start:
             raise InvalidInput("end must be after start")
         if end - start > MAX_WINDOW:

@@ -29,7 +29,7 @@ def _app_main() -> Path:
 
 
 def _api_argv(host: str, port: int) -> list[str]:
-    return [
+    argv = [
         sys.executable,
         "-m",
         "uvicorn",
@@ -41,6 +41,10 @@ def _api_argv(host: str, port: int) -> list[str]:
         str(port),
         "--no-server-header",
     ]
+    proxies = get_settings().forwarded_allow_ips
+    if proxies:  # the client address comes from these proxies' X-Forwarded-For
+        argv += ["--forwarded-allow-ips", proxies]
+    return argv
 
 
 def _app_config_flags() -> list[str]:

@@ -1006,17 +1006,21 @@ def ingest_csv(
     default_site: str | None = None,
     chunk_rows: int = CSV_CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
+    committed: IngestResult | None = None,
 ) -> IngestResult:
     """Stream a CSV into the database, one transaction per chunk of rows (bounded memory).
 
     A chunk that commits stays committed; re-sending the file is safe (duplicates are skipped).
-    `progress` is called with the number of rows handled after each chunk.
+    `progress` is called with the number of rows handled after each chunk. `committed`, when
+    given, is the result that each committed chunk is added to as it commits: the caller still
+    has what was stored if a later chunk fails.
     """
     chunks = iter_csv_chunks(stream, chunk_rows=chunk_rows, default_site=default_site)
     first = next(chunks, None)  # header errors surface before anything is written
     with session_scope(engine) as session:
         batch_id = new_batch(session, principal=principal, source=ReadingSource.csv, mode=mode).id
-    total = IngestResult(batch_id=batch_id)
+    total = committed if committed is not None else IngestResult()
+    total.batch_id = batch_id
     offset = 0
     for records, lines in _prepend(first, chunks):
         with session_scope(engine) as session:

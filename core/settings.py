@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     login_lockout_max_seconds: float = Field(default=900.0, gt=0)
     login_max_failures_per_email: int = Field(default=100, ge=1)
     redis_url: str | None = None
+    # Reverse proxies whose X-Forwarded-For uvicorn believes (comma-separated addresses or
+    # networks, or "*"): rate limits and login back-off key on the client address, so behind a
+    # proxy on another host this must name it. Empty: uvicorn's default, 127.0.0.1 and ::1
+    # (or its FORWARDED_ALLOW_IPS environment variable).
+    forwarded_allow_ips: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     app_port: int = 8501

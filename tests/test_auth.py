@@ -93,6 +93,55 @@ def test_wrong_password_and_unknown_email_get_the_same_401(client):
     assert wrong.headers["content-type"].startswith("application/problem+json")
 
 
+def test_an_unknown_email_still_costs_a_bcrypt_check(client, settings, monkeypatch):
+    """Timing-safe login: an unknown email is checked against a dummy bcrypt hash, so it takes
+    as long as a wrong password for a real one."""
+    import core.accounts
+    from core.security import dummy_password_hash, verify_password
+
+    checked: list[str] = []
+
+    def counting(password: str, password_hash: str) -> bool:
+        checked.append(password_hash)
+        return verify_password(password, password_hash)
+
+    user = signup(client)
+    monkeypatch.setattr(core.accounts, "verify_password", counting)
+    unknown = {"email": "ghost@factory.example", "password": PASSWORD}
+    assert client.post("/api/v1/auth/login", json=unknown).status_code == 401
+    assert checked == [dummy_password_hash(settings.bcrypt_rounds)]
+    assert checked[0].startswith("$2b$")
+    wrong = {"email": user["email"], "password": "nope-nope-nope"}
+    assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    assert len(checked) == 2 and checked[1] != checked[0] and checked[1].startswith("$2b$")
+
+
+def test_token_secrets_are_compared_with_hmac_compare_digest(client, monkeypatch):
+    import hmac
+
+    from core.security import sha256_hex
+    from tests.factories import make_token
+
+    real = hmac.compare_digest
+    compared: list[tuple] = []
+
+    def recording(a, b):
+        compared.append((a, b))
+        return real(a, b)
+
+    user = signup(client)
+    token = make_token(client, user["headers"])["token"]
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    r = client.get("/api/v1/timeseries/ingest_health", headers=bearer(token))
+    assert r.status_code == 200
+    assert (sha256_hex(token).encode(),) * 2 in compared  # the integration token
+    compared.clear()
+    refresh = user["tokens"]["refresh_token"]
+    r = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+    assert r.status_code == 200
+    assert (sha256_hex(refresh).encode(),) * 2 in compared  # the refresh token
+
+
 @pytest.mark.parametrize(
     "path",
     [

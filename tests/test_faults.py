@@ -1,4 +1,5 @@
-"""Faults: a locked SQLite, an unreachable or read-only PostgreSQL, a server killed mid-batch.
+"""Faults: a locked, full or read-only SQLite, an unreachable or read-only PostgreSQL, a server
+killed mid-batch.
 Ingestion answers 503 with Retry-After (never 500), stores nothing half-way, and the relay's
 retried readings land once the database is back."""
 
@@ -220,3 +221,90 @@ def _quietly_post(base: str, headers: dict, records: list[dict], cut: list) -> N
         httpx.post(f"{base}/api/v1/timeseries/batch", json=records, headers=headers, timeout=60)
     except httpx.HTTPError:
         cut.append(records[0]["meter_id"])  # the server died under it: that is the point
+
+
+def _sqlite_api(tmp_path, settings):
+    """An API on its own SQLite file, with an organisation, a site and a token."""
+    from litestar.testing import TestClient
+
+    from api.main import create_app
+    from tests.factories import bearer, make_site, make_token, signup
+
+    url = f"sqlite:///{tmp_path / 'faults.db'}"
+    migrate(url)
+    client = TestClient(app=create_app(settings.model_copy(update={"database_url": url})))
+    client.__enter__()
+    user = signup(client, org="Full Disk Works")
+    make_site(client, user["headers"], "site-22", meters=("main-incomer",))
+    token = bearer(make_token(client, user["headers"])["token"])
+    return client, url, token
+
+
+def _readings_and_batches(url: str) -> tuple[int, int]:
+    path = make_url(url).database
+    with sqlite3.connect(path) as conn:  # outside the API's engine and its pragmas
+        return (
+            conn.execute("SELECT COUNT(*) FROM reading").fetchone()[0],
+            conn.execute("SELECT COUNT(*) FROM ingestbatch").fetchone()[0],
+        )
+
+
+def _full(path: str):
+    with sqlite3.connect(path) as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def limit(dbapi_connection, _record):  # room for a few pages, not for 5,000 readings
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 4}")
+
+    return limit
+
+
+def _read_only(_path: str):
+    def limit(dbapi_connection, _record):
+        dbapi_connection.execute("PRAGMA query_only = ON")
+
+    return limit
+
+
+@pytest.mark.parametrize("fault", [_full, _read_only], ids=["disk-full", "read-only"])
+def test_a_full_or_read_only_sqlite_is_503_and_stores_nothing_of_the_batch(
+    tmp_path, settings, fault
+):
+    from sqlalchemy import event
+
+    client, url, token = _sqlite_api(tmp_path, settings)
+    engine = get_engine(url)
+    records = _batch("main-incomer", 5000)
+    try:
+        before = _readings_and_batches(url)
+        limit = fault(make_url(url).database)
+        event.listen(engine, "connect", limit)
+        engine.dispose()  # every connection from now on is limited
+        try:
+            r = client.post("/api/v1/timeseries/batch", json=records, headers=token)
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] and r.json()["code"] == "database_unavailable"
+            assert _readings_and_batches(url) == before  # not a reading, not an audit row
+            csv = "site_id,meter_id,timestamp_utc,value\n" + "".join(
+                f"{x['site_id']},{x['meter_id']},{x['timestamp_utc']},{x['value']}\n"
+                for x in records
+            )
+            up = client.post(
+                "/api/v1/timeseries/upload",
+                content=csv,
+                headers={**token, "Content-Type": "text/csv"},
+            )
+            assert up.status_code == 503, up.text
+            assert up.headers["retry-after"]
+        finally:
+            event.remove(engine, "connect", limit)
+            engine.dispose()
+        assert _readings_and_batches(url)[0] == before[0]  # the upload stored no reading
+        # Room again: the retried batch lands whole, once.
+        r = client.post("/api/v1/timeseries/batch", json=records, headers=token)
+        assert r.status_code == 200 and r.json()["ingested"] == 5000, r.text
+        assert _readings_and_batches(url)[0] == 5000
+    finally:
+        client.__exit__(None, None, None)
+        engine.dispose()

@@ -2,21 +2,29 @@
 malformed ingest records: no 5xx, responses as documented, every 4xx in the problem shape,
 nothing stored from bad records.
 
-CI runs a bounded number of examples per operation (25), each within a deadline;
-`make fuzz` is the long mode (CEI_FUZZ_EXAMPLES=1000), for a nightly job.
+Two passes over every operation: positive (requests the schema allows) and negative (requests
+it forbids: wrong types, missing or out-of-range fields, bodies that do not match). CI runs a
+bounded number of cases per operation (25 positive, 10 negative), each within a deadline;
+`make fuzz` is the long mode (CEI_FUZZ_EXAMPLES=1000 CEI_FUZZ_NEGATIVE_EXAMPLES=1000, for a
+nightly job): hypothesis is re-run for an operation until it has sent that many cases, and the
+cases and answers per operation are printed.
 """
 
 import json
+import logging
 import math
 import os
 import random
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import CheckContext
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -32,13 +40,23 @@ from core.settings import get_settings
 from tests.factories import bearer, make_site, make_token, signup
 
 EXAMPLES = int(os.environ.get("CEI_FUZZ_EXAMPLES", "25"))
+NEGATIVE_EXAMPLES = int(os.environ.get("CEI_FUZZ_NEGATIVE_EXAMPLES", "10"))
 PROBLEM_FIELDS = {"status", "title", "detail", "code"}
 
 
 def _app():
-    # Generous limits: the fuzzer is not the subject of rate limiting here.
+    # Generous limits: the fuzzer is not the subject of rate limiting here (tests/api/
+    # test_limits.py is), and a long run must not turn into a run of 429s.
     base = get_settings().model_copy(
-        update={"rate_limit_user_per_minute": 10**6, "rate_limit_token_per_minute": 10**6}
+        update={
+            "rate_limit_user_per_minute": 10**7,
+            "rate_limit_token_per_minute": 10**7,
+            "rate_limit_anonymous_per_minute": 10**7,
+            "login_max_failures": 100,
+            "login_lockout_seconds": 0.001,
+            "login_lockout_max_seconds": 0.001,
+            "login_max_failures_per_email": 10**7,
+        }
     )
     return create_app(base)
 
@@ -87,21 +105,41 @@ def errors_are_problems(ctx: CheckContext, response, case) -> bool | None:
     return True
 
 
-def fuzz_operation(strategy, label: str, cases: dict, credentials: dict, checks: list) -> None:
-    @given(case=strategy)
-    @hsettings(
-        max_examples=EXAMPLES,
-        deadline=timedelta(seconds=10),  # a request slower than this is a finding too
-        suppress_health_check=list(HealthCheck),
-    )
-    def fuzz(case):
-        cases[label] += 1
-        case.call_and_validate(headers=credentials, checks=checks)
+def fuzz_operation(
+    strategy, label: str, seen: dict[str, Counter], credentials: dict, checks: list, target: int
+) -> None:
+    """Send at least `target` generated cases. Hypothesis stops early when an operation's
+    inputs are few (or exhausted), so it is run again, with fresh randomness, until the count is
+    reached; each run sends at least one case, so `target` runs are always enough. An operation
+    whose schema allows no invalid request (only free-text path parameters) sends none in the
+    negative pass."""
+    statuses = seen.setdefault(label, Counter())
 
-    fuzz()
+    for _ in range(target):
+        sent = statuses.total()
+        if sent >= target:
+            return
+
+        @given(case=strategy)
+        @hsettings(
+            max_examples=target - sent,
+            deadline=timedelta(seconds=10),  # a request slower than this is a finding too
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def fuzz(case):
+            response = case.call_and_validate(headers=credentials, checks=checks)
+            statuses[response.status_code] += 1
+
+        try:
+            fuzz()
+        except Unsatisfiable:
+            if statuses.total() == sent:  # no case can be generated: nothing more to send
+                return
 
 
-def test_every_operation_survives_generated_requests(settings, engine, credentials):
+def test_every_operation_survives_generated_requests(settings, engine, credentials, caplog):
+    caplog.set_level(logging.WARNING, logger="httpx")  # a line per request drowns the report
     app = _app()
     schema = schemathesis.openapi.from_asgi("/api/docs/openapi.json", app)
     # The routes an integration token may call are fuzzed with the token as well.
@@ -117,25 +155,52 @@ def test_every_operation_survives_generated_requests(settings, engine, credentia
         response_schema_conformance,
         content_type_conformance,
     ]
-    cases: dict[str, int] = {}
+    seen: dict[str, Counter] = {}
     started = time.monotonic()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        label = f"{operation.method.upper()} {operation.path}"
-        cases[label] = 0
-        fuzz_operation(operation.as_strategy(), label, cases, credentials["user"], checks)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # Deletions last: a generated DELETE may revoke the fuzzer's own integration token.
+    operations.sort(key=lambda op: op.method.upper() == "DELETE")
+    for operation in operations:
+        name = f"{operation.method.upper()} {operation.path}"
+        who = [("", credentials["user"])]
         if operation.path in token_paths:
-            cases[f"{label} (token)"] = 0
-            fuzz_operation(
-                operation.as_strategy(), f"{label} (token)", cases, credentials["token"], checks
-            )
-    assert len(cases) >= 35, sorted(cases)
-    assert sum("(token)" in label for label in cases) >= 4, sorted(cases)
-    assert all(n > 0 for n in cases.values()), cases
-    print(  # noqa: T201
-        f"fuzzed {sum(cases.values())} cases over {len(cases)} operations "
-        f"in {time.monotonic() - started:.0f} s (most per operation: {max(cases.values())})"
+            who.append((" (token)", credentials["token"]))
+        modes = [(GenerationMode.POSITIVE, EXAMPLES), (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)]
+        for mode, target in modes:
+            strategy = operation.as_strategy(generation_mode=mode)
+            for suffix, headers in who:
+                label = f"{name}{suffix} [{mode.value}]"
+                fuzz_operation(strategy, label, seen, headers, checks, target)
+
+    counts = {label: statuses.total() for label, statuses in seen.items()}
+    report = "\n".join(
+        f"  {counts[label]:6d}  {label}  {dict(sorted(seen[label].items()))}"
+        for label in sorted(seen)
     )
+    print(  # noqa: T201
+        f"\nfuzzed {sum(counts.values())} cases over {len(counts)} operation passes "
+        f"in {time.monotonic() - started:.0f} s:\n{report}"
+    )
+    positive = [label for label in counts if label.endswith("[positive]")]
+    negative = [label for label in counts if label.endswith("[negative]") and counts[label]]
+    # Without a query or a body, a request with free-text path parameters cannot be invalid.
+    assert len(positive) >= 45 and len(negative) >= 30, sorted(counts)
+    assert sum("(token)" in label for label in positive) >= 4, sorted(counts)
+    assert all(counts[label] >= EXAMPLES for label in positive), counts
+    assert all(counts[label] >= NEGATIVE_EXAMPLES for label in negative), counts
+    # The answers are the API's own, not the rate limiter's.
+    limited = {label: s[429] for label, s in seen.items() if s[429] > counts[label] // 20}
+    assert not limited, limited
+    # With bodies documented, the ingest routes get bodies, and some of them are accepted.
+    for label in (
+        "POST /api/v1/timeseries/batch [positive]",
+        "POST /api/v1/timeseries/upload [positive]",
+    ):
+        assert label in seen, sorted(seen)
+    assert seen["POST /api/v1/timeseries/batch [positive]"][200] > 0
+    # The token is fuzzed while valid: its routes answer it.
+    assert seen["POST /api/v1/timeseries/batch (token) [positive]"][200] > 0
+    assert seen["GET /api/v1/timeseries/ingest_health (token) [positive]"][200] > 0
 
 
 def _malformed_records(n: int, seed: int = 7) -> list:

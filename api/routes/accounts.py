@@ -68,9 +68,11 @@ class AccountController(Controller):
     ) -> TokenPair:
         """Exchange email and password for an access token and a refresh token.
 
-        After repeated wrong passwords for one email from one address, further attempts are
-        refused for a while (429 with Retry-After; the delay doubles, up to a cap); many wrong
-        passwords for one email from anywhere refuse it for the rest of a 15-minute window."""
+        After repeated wrong passwords for one email from one address, further attempts from
+        there are refused for a while (429 with Retry-After; the delay doubles, up to a cap).
+        After many wrong passwords for one email from anywhere, addresses that have not signed
+        in to it before share one attempt per 30 s (`CEI_LOGIN_LOCKOUT_SECONDS`; 429 with
+        Retry-After); addresses that have are not held up by that."""
         throttle = state.login_throttle
         address = client_address(request)
         wait = await throttle.begin(data.email, address)

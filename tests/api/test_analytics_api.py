@@ -127,3 +127,27 @@ def test_training_window_is_configurable(client, demo):
     assert r.status_code == 400
     # 8 weeks asked, a year allowed: the demo's 90 days give about 62 days before `start`.
     assert default["training_start_utc"] < "2025-08-10"
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        # 367 days: one more than an analysis may span.
+        ({"start": "2024-01-01T00:00:00Z", "end": "2025-01-02T00:00:00Z"}, "366 days"),
+        # Found by the fuzzer: the default start (28 days before end) would precede the year 1.
+        ({"end": "0001-01-01T02:19:17Z"}, "years 1 and 9999"),
+    ],
+    ids=["367-days", "before-year-1"],
+)
+@pytest.mark.parametrize("path", ["kpis", "anomalies", "benchmark", "baseline"])
+def test_windows_too_long_or_out_of_range_are_400(client, path, params, says):
+    admin = signup(client)
+    make_site(client, admin["headers"], "site-w")
+    r = client.get(
+        f"/api/v1/analytics/{path}",
+        params={"site_id": "site-w", "meter_id": "main-incomer", **params},
+        headers=admin["headers"],
+    )
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert says in r.json()["detail"]

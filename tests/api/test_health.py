@@ -104,6 +104,7 @@ def test_security_headers_on_every_response_and_no_cors_by_default(client, path)
     r = client.get(path, headers={"Origin": "https://evil.example"})
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["referrer-policy"] == "no-referrer"
     assert r.headers["cache-control"] == "no-store"
     assert "access-control-allow-origin" not in r.headers
 

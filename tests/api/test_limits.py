@@ -118,25 +118,64 @@ def test_guessing_from_one_address_does_not_lock_the_owner_out_elsewhere():
     assert owner is None
 
 
-def test_rotating_addresses_buys_no_more_guesses_than_the_per_email_cap():
+def test_rotating_addresses_buys_one_guess_per_slot_after_the_per_email_cap():
     now = [1_000_000.0]
     throttle = _throttle(max_failures_per_email=10, clock=lambda: now[0])
 
     async def scenario():
-        refused_at = None
-        for i in range(50):  # a new address for every guess
-            address = f"198.51.100.{i}"
-            if await throttle.begin("owner@plant.example", address) is not None:
-                refused_at = i
-                break
-            await throttle.end("owner@plant.example", address, outcome="wrong")
-        later = now[0] + 901  # the 15-minute window has passed: the owner can sign in
-        now[0] = later
-        return refused_at, await throttle.begin("owner@plant.example", "192.0.2.1")
+        guesses, waits = 0, []
+        for i in range(600):  # a new address for every attempt, one attempt a second
+            address = f"198.51.100.{i % 250}"
+            wait = await throttle.begin("owner@plant.example", address)
+            if wait is None:
+                guesses += 1
+                await throttle.end("owner@plant.example", address, outcome="wrong")
+            else:
+                waits.append(wait)
+            now[0] += 1
+        return guesses, waits
 
-    refused_at, after_window = asyncio.run(scenario())
-    assert refused_at == 10
-    assert after_window is None
+    guesses, waits = asyncio.run(scenario())
+    # Ten free guesses, then one per 30-second slot: about 30 in ten minutes, not 600.
+    assert 10 < guesses <= 10 + 600 // 30 + 1
+    assert waits and max(waits) <= 30  # a wait, never a refusal for the rest of a window
+
+
+def test_an_attacker_rotating_addresses_cannot_keep_the_owner_out():
+    """200 addresses taking turns to guess every second for an hour, past the per-email cap in
+    each of four 15-minute windows: the owner, from an address that has signed in before, gets
+    in every time with the right password; from a new address, no wait exceeds one slot."""
+    now = [1_000_000.0]
+    throttle = _throttle(max_failures_per_email=100, clock=lambda: now[0])
+    email, home = "owner@plant.example", "192.0.2.1"
+
+    async def owner_signs_in(address: str) -> float | None:
+        wait = await throttle.begin(email, address)
+        if wait is None:
+            await throttle.end(email, address, outcome="ok")
+        return wait
+
+    async def scenario():
+        assert await owner_signs_in(home) is None  # the owner's usual place
+        owner_waits, new_place_waits, guesses = [], [], 0
+        for second in range(3600):
+            address = f"203.0.113.{second % 200}"
+            if await throttle.begin(email, address) is None:
+                guesses += 1
+                await throttle.end(email, address, outcome="wrong")
+            if second % 60 == 59:
+                owner_waits.append(await owner_signs_in(home))
+                wait = await throttle.begin(email, f"198.51.100.{second // 60}")
+                new_place_waits.append(wait)
+                if wait is None:  # a lucky slot: release it as the owner would
+                    await throttle.end(email, f"198.51.100.{second // 60}", outcome="ok")
+            now[0] += 1
+        return owner_waits, new_place_waits, guesses
+
+    owner_waits, new_place_waits, guesses = asyncio.run(scenario())
+    assert owner_waits == [None] * 60
+    assert all(w is None or w <= 30 for w in new_place_waits)
+    assert guesses <= 100 + 3600 // 30 + 1  # the cap, then one guess per slot
 
 
 def test_parallel_guesses_cannot_all_pass_one_check():
@@ -231,6 +270,15 @@ def test_list_endpoints_page_and_refuse_pages_over_the_cap(client, path):
     assert over.status_code == 400 and over.json()["code"] == "validation_error"
 
 
+@pytest.mark.parametrize("limit, status", [(500, 200), (501, 400), (0, 400)])
+def test_alert_pages_hold_at_most_500(client, limit, status):
+    user = signup(client, org="Alerted Works")
+    r = client.get("/api/v1/alerts", params={"limit": limit}, headers=user["headers"])
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["code"] == "validation_error"
+
+
 def test_a_csv_upload_over_the_size_limit_is_413_and_stores_nothing(settings, engine):
     small = settings.model_copy(update={"max_upload_bytes": 4096})
     with TestClient(app=create_app(small)) as client:
@@ -251,3 +299,15 @@ def test_a_csv_upload_over_the_size_limit_is_413_and_stores_nothing(settings, en
             assert r.json()["code"] == "payload_too_large"
     with session_scope(engine) as session:
         assert session.exec(select(Reading)).all() == []
+
+
+def test_the_trusted_proxies_setting_reaches_uvicorn(settings, monkeypatch):
+    """Behind a reverse proxy on another host, uvicorn must believe its X-Forwarded-For, or
+    every client shares the proxy's address in the rate limits and the login back-off."""
+    import core.cli
+
+    assert "--forwarded-allow-ips" not in core.cli._api_argv("127.0.0.1", 8000)
+    proxied = settings.model_copy(update={"forwarded_allow_ips": "10.0.0.5,10.0.0.6"})
+    monkeypatch.setattr(core.cli, "get_settings", lambda: proxied)
+    argv = core.cli._api_argv("0.0.0.0", 8000)  # noqa: S104
+    assert argv[argv.index("--forwarded-allow-ips") + 1] == "10.0.0.5,10.0.0.6"

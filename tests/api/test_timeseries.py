@@ -321,3 +321,57 @@ def test_hourly_series_accepts_offsets_and_unaligned_bounds(client, org):
         ("01", 101.0),
         ("02", 102.0),
     ]
+
+
+def test_an_upload_failing_half_way_still_scans_what_it_stored(client, org, engine, monkeypatch):
+    """CSV chunks commit one by one: when a later chunk fails (503), the readings already
+    stored still go to the alert scan."""
+    import sqlite3
+    from functools import partial
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
+
+    import api.routes.timeseries as routes
+    import core.ingestion
+    from core.models import Reading
+
+    class Scans:
+        def __init__(self):
+            self.calls = []
+
+        def notify(self, org_id, touched):
+            self.calls.append((org_id, dict(touched)))
+
+        def stop(self):
+            pass
+
+    scans = Scans()
+    client.app.state.alert_scans = scans
+    monkeypatch.setattr(routes, "ingest_csv", partial(core.ingestion.ingest_csv, chunk_rows=10))
+    real, calls = core.ingestion.ingest_records, []
+
+    def second_chunk_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.ingestion, "ingest_records", second_chunk_fails)
+    t0 = datetime(2025, 12, 1, tzinfo=UTC)
+    rows = "".join(
+        f"site-r,main-incomer,{(t0 + timedelta(hours=h)).strftime('%Y-%m-%dT%H:%M:%SZ')},5\n"
+        for h in range(25)
+    )
+    r = client.post(
+        "/api/v1/timeseries/upload",
+        content="site_id,meter_id,timestamp_utc,value\n" + rows,
+        headers={**org["headers"], "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 503, r.text
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Reading)).scalar_one() == 10
+    assert len(scans.calls) == 1
+    org_id, touched = scans.calls[0]
+    assert org_id == org["org_id"]
+    assert list(touched.values()) == [(t0, t0 + timedelta(hours=9))]
