@@ -144,7 +144,10 @@ def login_page() -> None:
             st.error(exc.message[:1].upper() + exc.message[1:] + ".")
             return
         finally:
-            _run(throttle.end(email, address, outcome=outcome))
+            try:
+                _run(throttle.end(email, address, outcome=outcome))
+            except Exception:  # the store failed; the sign-in's own outcome stands
+                log.exception("login throttle could not record the attempt")
         st.session_state[SESSION_KEY] = principal
         st.rerun()
 

@@ -592,13 +592,13 @@ def _may_end(window: tuple[datetime, datetime], alert: Alert) -> bool:
     """Whether a scan over `window` may end an ongoing waste or baseload alert it does not
     see continuing: only if it looks past the alert's end (a rescan of the same hours with
     another window, so another baseline, does not undo what an earlier scan recorded) and it
-    sees the alert whole, or as much of it as any scan can (a 7-day scan does not end an
-    alert that began before its window for lack of the data before it). A data-gap alarm
-    ends when data returns, whatever the window."""
+    sees at least the alert's last day (RECUR_GAP) or the whole alert, so it can tell that the
+    waste did not go on (the hourly 7-day scan ends an alert that began weeks ago). A
+    data-gap alarm ends when data returns, whatever the window."""
     start, end = window
     if alert.rule == AlertRule.data_gap:
         return True
-    return end > alert.end and (start <= alert.start or end - start >= MAX_SCAN_SPAN)
+    return end > alert.end and (start <= alert.start or start <= alert.end - RECUR_GAP)
 
 
 def _raise(session: Session, org, meter: Meter, f: Finding, now: datetime) -> Alert:

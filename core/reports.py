@@ -256,7 +256,9 @@ def _dismissed_findings(session: Session, site: Site) -> set[tuple[str, str]]:
         .order_by(Alert.start, Alert.id)
     ).all()
     for alert, meter in rows:
-        latest[(meter.meter_id, str(alert.rule))] = alert
+        # The opportunity of a baseload alert is called high-baseload.
+        rule = "high-baseload" if alert.rule == AlertRule.baseload else str(alert.rule)
+        latest[(meter.meter_id, rule)] = alert
     return {k for k, a in latest.items() if a.status == AlertStatus.dismissed}
 
 

@@ -293,6 +293,12 @@ class Outbox:
                     "FROM outbox_v1"
                 )
                 moved = self.db.execute("SELECT changes()").fetchone()[0]
+                # Refused for a key clash: the new keys cannot clash, so they go again.
+                self.db.execute(
+                    "UPDATE outbox SET status = 'pending', code = NULL, queued_at = ? "
+                    "WHERE status = 'rejected' AND code = 'IDEMPOTENCY_CONFLICT'",
+                    (time.time(),),
+                )
                 total = self.db.execute("SELECT COUNT(*) FROM outbox_v1").fetchone()[0]
                 self.db.execute("DROP TABLE outbox_v1")  # and its index
                 log.info("outbox upgraded to one row per site, meter and hour (%d rows)", moved)
@@ -302,6 +308,20 @@ class Outbox:
         except BaseException:
             self.db.rollback()
             raise
+
+    @staticmethod
+    def read_marks(path):
+        """The marks of an outbox file, read-only ({} when there is none yet)."""
+        if not Path(path).exists():
+            return {}
+        db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+        try:
+            rows = db.execute("SELECT meter, next_hour FROM mark").fetchall()
+        except sqlite3.OperationalError:  # no mark table yet
+            rows = []
+        finally:
+            db.close()
+        return {m: parse_time(h) for m, h in rows}
 
     def marks(self):
         """{meter: the hour after the newest one read}."""
@@ -681,8 +701,8 @@ def new_marks(config, records, ranges):
 def run_once(config, args):
     """Read, queue, deliver, report. Returns the process exit code."""
     path = Path(config["outbox"])
-    if args.dry_run:
-        marks = Outbox(path).marks() if path.exists() else {}
+    if args.dry_run:  # reads the marks only: the file is not changed (nor upgraded)
+        marks = Outbox.read_marks(path)
     else:
         lock = RunLock(path)
         outbox = Outbox(path)

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from api.main import create_app
-from core.alerts import WASTE_RULES, gap_hours, scan_org
+from core.alerts import WASTE_RULES, apply_findings, gap_hours, scan_org
 from core.db import session_scope
 from core.demo import load_demo
 from core.models import Alert, AlertEvent, Meter, Role
@@ -519,3 +519,53 @@ def test_the_ingest_scheduler_coalesces_batches_and_survives_its_worker(settings
         assert scheduler.completed[1]["meters_scanned"] == 1
     finally:
         scheduler.stop()
+
+
+def test_a_long_alert_ends_under_the_hourly_7_day_scan(client, engine, plant):
+    """An ongoing waste alert that began before the cron's 7-day window: a scan that sees its
+    last day and the hours after it, with no waste in them, ends it."""
+    began, last = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
+    hours = int((last - began) / timedelta(hours=1))
+    hourly = {
+        (began + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"): [48.0, 8.0, "night-load"]
+        for h in range(hours)
+    }
+    with session_scope(engine) as session:
+        meter = session.exec(select(Meter).where(Meter.meter_id == "compressor-bank")).one()
+        session.add(
+            Alert(
+                org_id=plant["org_id"],
+                site_pk=meter.site_pk,
+                meter_pk=meter.id,
+                rule="night-load",
+                fingerprint="long",
+                start=began,
+                end=last,
+                ongoing=True,
+                hours=hours,
+                wasted_kwh=40.0 * hours,
+                evidence={"hourly": hourly},
+            )
+        )
+    with session_scope(engine) as session:
+        meter = session.get(Meter, meter.id)
+        window = (last - timedelta(days=5), last + timedelta(days=2))  # 7 days
+        counts = apply_findings(
+            session, org_id=plant["org_id"], meter=meter, window=window, found=[]
+        )
+    assert counts["updated"] == 1
+    with session_scope(engine) as session:
+        alert = session.exec(select(Alert).where(Alert.fingerprint == "long")).one()
+        assert (alert.ongoing, alert.end, alert.hours) == (False, last, hours)
+        # A 7-day window that ends where the alert does cannot tell: it stays ongoing.
+        alert.ongoing = True
+        session.add(alert)
+    with session_scope(engine) as session:
+        counts = apply_findings(
+            session,
+            org_id=plant["org_id"],
+            meter=session.get(Meter, meter.id),
+            window=(last - timedelta(days=7), last),
+            found=[],
+        )
+    assert counts == {"raised": 0, "updated": 0, "closed": 0}

@@ -4,15 +4,16 @@ import io
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.exc import OperationalError
 
 from app import data
 from app.auth import current_user
 from app.components.first_run import needs_sites
 from core.accounts import Principal
 from core.alerts import scan_org
-from core.db import get_engine
+from core.db import describe_db_failure, get_engine
 from core.errors import DomainError
-from core.ingestion import CSV_COLUMNS, IngestMode, ingest_csv, preview_csv
+from core.ingestion import CSV_COLUMNS, IngestMode, IngestResult, ingest_csv, preview_csv
 from core.models import Role
 
 user = current_user()
@@ -90,13 +91,27 @@ if not needs_sites(user["org_id"], "upload target"):
             share = min(done["rows"] / max(total_rows, 1), 1.0)
             bar.progress(share, text=f"Ingesting… {done['rows']:,} of {total_rows:,} rows")
 
+        committed = IngestResult()  # what is stored, even if a later chunk fails
         try:
             result = ingest_csv(
                 get_engine(), principal=_principal(), stream=_text(raw), mode=mode,
-                default_site=site, progress=advance,
+                default_site=site, progress=advance, committed=committed,
             )  # fmt: skip
-        except DomainError as exc:
-            st.error(exc.message)
+        except (DomainError, OperationalError) as exc:
+            message = (
+                exc.message
+                if isinstance(exc, DomainError)
+                else f"The database did not take the rest ({describe_db_failure(exc)})."
+            )
+            if committed.touched:  # the chunks that made it in are scanned and shown
+                scan_org(get_engine(), org_id=user["org_id"], touched=committed.touched)
+            data.invalidate(user["org_id"])
+            stored = (
+                f" {committed.ingested:,} rows were stored before it stopped."
+                if committed.ingested
+                else ""
+            )
+            st.error(f"{message}{stored} Send the whole file again: stored rows are skipped.")
             st.stop()
         bar.progress(1.0, text="Done.")
         if result.touched:

@@ -334,19 +334,11 @@ def test_an_upload_failing_half_way_still_scans_what_it_stored(client, org, engi
 
     import api.routes.timeseries as routes
     import core.ingestion
+    from core.alerts import IngestScanScheduler
     from core.models import Reading
 
-    class Scans:
-        def __init__(self):
-            self.calls = []
-
-        def notify(self, org_id, touched):
-            self.calls.append((org_id, dict(touched)))
-
-        def stop(self):
-            pass
-
-    scans = Scans()
+    # The real scheduler, not started: what it was handed waits in its queue.
+    scans = IngestScanScheduler("sqlite://", delay=3600)
     client.app.state.alert_scans = scans
     monkeypatch.setattr(routes, "ingest_csv", partial(core.ingestion.ingest_csv, chunk_rows=10))
     real, calls = core.ingestion.ingest_records, []
@@ -371,7 +363,5 @@ def test_an_upload_failing_half_way_still_scans_what_it_stored(client, org, engi
     assert r.status_code == 503, r.text
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Reading)).scalar_one() == 10
-    assert len(scans.calls) == 1
-    org_id, touched = scans.calls[0]
-    assert org_id == org["org_id"]
-    assert list(touched.values()) == [(t0, t0 + timedelta(hours=9))]
+    assert list(scans._pending) == [org["org_id"]]
+    assert list(scans._pending[org["org_id"]].values()) == [(t0, t0 + timedelta(hours=9))]

@@ -11,7 +11,7 @@ from core import health
 from core.analytics import AnalyticsService
 from core.db import session_scope
 from core.health import floor_hour
-from core.models import Alert, AlertEvent, IntegrationToken, Reading, Role
+from core.models import Alert, AlertEvent, IntegrationToken, Meter, Reading, Role, Site
 from core.tokens import resolve_token
 from tests.app.conftest import PAGES, open_page, sign_in
 from tests.factories import PASSWORD, add_user, ingest_series, make_site, signup
@@ -361,3 +361,51 @@ def test_alert_start_times_are_on_the_site_clock(admin, demo):
     assert any(
         "times and charts in the site's time zone, Europe/Rome" in c.value for c in admin.caption
     )
+
+
+def test_an_upload_failing_half_way_keeps_and_scans_what_it_stored(
+    admin, demo, engine, monkeypatch
+):
+    """Chunks of 5,000 rows commit one by one; the database fails on the second: the page
+    says how many rows are stored and the stored hours are scanned for alerts."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    import core.ingestion
+
+    real, calls = core.ingestion.ingest_records, []
+
+    def second_chunk_fails(*args, **kwargs):
+        if len(kwargs["records"]) >= 1000:  # a chunk of the ingest, not the page's preview
+            calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+        return real(*args, **kwargs)
+
+    open_page(admin, "Upload CSV")
+    # A new meter of site-23 (auto-registered), silent for days after its 5,000 hours.
+    start = pd.Timestamp("2025-06-01T00:00:00Z")
+    rows = ["site_id,meter_id,timestamp_utc,value,unit"]
+    rows += [
+        f"site-23,new-line,{(start + pd.Timedelta(hours=h)).strftime('%Y-%m-%dT%H:%M:%SZ')},5,kWh"
+        for h in range(6000)
+    ]
+    with session_scope(engine) as session:
+        session.exec(
+            select(Site).where(Site.site_id == "site-23")
+        ).one().auto_register_meters = True
+    admin.file_uploader[0].upload("backfill.csv", "\n".join(rows).encode(), "text/csv").run()
+    monkeypatch.setattr(core.ingestion, "ingest_records", second_chunk_fails)
+    next(b for b in admin.button if b.label.startswith("Ingest")).click().run()
+    assert not admin.exception, admin.exception[0].stack_trace if admin.exception else ""
+    [error] = [e.value for e in admin.error]
+    assert "5,000 rows were stored before it stopped" in error and "again" in error
+    with session_scope(engine) as session:
+        meter = session.exec(select(Meter).where(Meter.meter_id == "new-line")).one()
+        stored = session.exec(select(Reading.id).where(Reading.meter_pk == meter.id)).all()
+        assert len(stored) == 5000
+        gaps = session.exec(
+            select(Alert).where(Alert.meter_pk == meter.id, Alert.rule == "data-gap")
+        ).all()
+    assert len(gaps) == 1  # the scan of the stored hours saw the meter fall silent
