@@ -103,7 +103,9 @@ def test_alert_triage_from_the_app_is_recorded_with_its_author(at, demo, engine,
     assert not at.exception
     with session_scope(engine) as session:
         alert = session.get(Alert, chosen["id"])
-        events = session.exec(select(AlertEvent).where(AlertEvent.alert_id == alert.id)).all()
+        events = session.exec(
+            select(AlertEvent).where(AlertEvent.alert_id == alert.id).order_by(AlertEvent.id)
+        ).all()
     assert alert.status == "acknowledged" and alert.root_cause == "compressor left idling"
     assert events[-1].actor == analyst["email"]
     assert events[-1].changes["status"] == ["open", "acknowledged"]
