@@ -206,23 +206,26 @@ def errors_in(
     ]
 
 
-def _alerts_in(
-    session: Session, org_id: int, sites: list[Site], start: datetime, end: datetime
+def _site_alerts(
+    session: Session, org_id: int, sites: list[Site], *where, order_by
 ) -> list[tuple[Alert, Site, Meter]]:
-    """Alerts whose span starts in [start, end)."""
     return list(
         session.exec(
             select(Alert, Site, Meter)
             .join(Site, Site.id == Alert.site_pk)
             .join(Meter, Meter.id == Alert.meter_pk)
-            .where(
-                Alert.org_id == org_id,
-                Alert.site_pk.in_([s.id for s in sites]),
-                Alert.start >= start,
-                Alert.start < end,
-            )
-            .order_by(Alert.start)
+            .where(Alert.org_id == org_id, Alert.site_pk.in_([s.id for s in sites]), *where)
+            .order_by(*order_by)
         ).all()
+    )
+
+
+def _alerts_in(
+    session: Session, org_id: int, sites: list[Site], start: datetime, end: datetime
+) -> list[tuple[Alert, Site, Meter]]:
+    """Alerts whose span starts in [start, end)."""
+    return _site_alerts(
+        session, org_id, sites, Alert.start >= start, Alert.start < end, order_by=[Alert.start]
     )
 
 
@@ -230,19 +233,13 @@ def _still_open(
     session: Session, org_id: int, sites: list[Site], start: datetime
 ) -> list[tuple[Alert, Site, Meter]]:
     """Alerts raised before `start` that nobody has resolved or dismissed yet."""
-    return list(
-        session.exec(
-            select(Alert, Site, Meter)
-            .join(Site, Site.id == Alert.site_pk)
-            .join(Meter, Meter.id == Alert.meter_pk)
-            .where(
-                Alert.org_id == org_id,
-                Alert.site_pk.in_([s.id for s in sites]),
-                Alert.start < start,
-                Alert.status.in_([AlertStatus.open, AlertStatus.acknowledged]),
-            )
-            .order_by(Alert.wasted_money.desc(), Alert.start)
-        ).all()
+    return _site_alerts(
+        session,
+        org_id,
+        sites,
+        Alert.start < start,
+        Alert.status.in_([AlertStatus.open, AlertStatus.acknowledged]),
+        order_by=[Alert.wasted_money.desc(), Alert.start],
     )
 
 

@@ -156,3 +156,14 @@ def ingest_series(engine, org_id: int, site_id: str, meter_id: str, index, value
     with session_scope(engine) as session:
         result = ingest_records(session, principal=principal, records=records)
     assert result.failed == 0
+
+
+def plant_org(client, engine, org: str) -> dict:
+    """A new org with the plant site, its main incomer and compressor, and `plant_series`
+    stored; the signup's fields plus `injected` (the kWh of waste in the series)."""
+    a = signup(client, org=org)
+    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
+    index, series, injected = plant_series()
+    for meter_id, values in series.items():
+        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    return {**a, "injected": injected}

@@ -21,6 +21,7 @@ from tests.factories import (
     hourly_records,
     ingest_series,
     make_site,
+    plant_org,
     plant_series,
     signup,
 )
@@ -28,12 +29,7 @@ from tests.factories import (
 
 @pytest.fixture(name="plant")
 def plant_fixture(client, engine):
-    a = signup(client, org="Plant Org")
-    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
-    index, series, injected = plant_series()
-    for meter_id, values in series.items():
-        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
-    return {**a, "injected": injected}
+    return plant_org(client, engine, "Plant Org")
 
 
 def _alerts(client, headers, **params) -> list[dict]:

@@ -17,7 +17,7 @@ from core.db import session_scope
 from core.ingestion import ingest_records
 from core.models import Alert, AlertStatus, AlertUpdate, Meter, Role
 from tests.factories import PLANT_END as END
-from tests.factories import ingest_series, make_site, plant_series, signup
+from tests.factories import ingest_series, make_site, plant_org, plant_series, signup
 
 TZ = "Europe/Rome"
 
@@ -142,12 +142,7 @@ def test_weekly_report_collects_errors_alerts_confirmations_and_avoided_energy(c
 
 
 def test_avoided_energy_from_a_resolved_waste_alert(client, engine):
-    a = signup(client, org="Fix Org")
-    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
-
-    index, series, _ = plant_series()
-    for meter_id, values in series.items():
-        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    a = plant_org(client, engine, "Fix Org")
     scan_org(engine, org_id=a["org_id"], now=END)
     week = "2026-W49"  # Monday 30 November
     start, end = reports.week_bounds(week, TZ)
@@ -219,11 +214,7 @@ def test_avoided_energy_from_a_resolved_waste_alert(client, engine):
 
 
 def test_weekly_review_keeps_open_alerts_in_view_and_drops_dismissed_focus(client, engine):
-    a = signup(client, org="Carry Org")
-    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
-    index, series, _ = plant_series()
-    for meter_id, values in series.items():
-        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    a = plant_org(client, engine, "Carry Org")
     scan_org(engine, org_id=a["org_id"], now=END)
     week, now = "2026-W49", END + timedelta(days=7)  # the week after the data
 
@@ -340,11 +331,7 @@ def test_pilot_report_figures_and_payback(client, engine):
 
 def test_html_report_is_self_contained_with_its_charts(client, engine):
 
-    a = signup(client, org="Html Org")
-    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
-    index, series, _ = plant_series()
-    for meter_id, values in series.items():
-        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    a = plant_org(client, engine, "Html Org")
     with session_scope(engine) as session:
         report = reports.pilot_report(session, org_id=a["org_id"], cost=500, now=END)
     page = reports.render_html(report)
@@ -368,11 +355,7 @@ def test_html_report_is_self_contained_with_its_charts(client, engine):
 
 def test_report_api_formats_and_errors(client, engine):
 
-    a = signup(client, org="Api Org")
-    make_site(client, a["headers"], "plant", meters=("main-incomer", "compressor-bank"))
-    index, series, _ = plant_series()
-    for meter_id, values in series.items():
-        ingest_series(engine, a["org_id"], "plant", meter_id, index, values)
+    a = plant_org(client, engine, "Api Org")
     h = a["headers"]
     r = client.get(
         "/api/v1/reports/weekly", params={"week": "2026-W48", "site_id": "plant"}, headers=h

@@ -116,6 +116,34 @@ def seven_day_tables(org_id: int, sites: list[dict]) -> None:
         )
 
 
+def _alert_table(title: str, rows: list[dict], zones: dict[str, str], empty: str) -> None:
+    """A weekly review's alerts, starts in each site's local time."""
+    st.markdown(f"##### {title}")
+    if not rows:
+        st.caption(empty)
+        return
+    alerts = pd.DataFrame(rows)
+    shown = alerts[["site_id", "meter_id", "rule", "start_utc", "hours", "wasted_kwh", "status"]]
+    shown = shown.assign(
+        start_utc=[
+            local_time(t, zones.get(s, "UTC"))
+            for t, s in zip(alerts["start_utc"], alerts["site_id"], strict=True)
+        ]
+    )
+    st.dataframe(
+        shown,
+        hide_index=True,
+        key=f"weekly-{title.lower().replace(' ', '-')}",
+        column_config={
+            **SITE_METER,
+            "start_utc": st.column_config.TextColumn("Start (site time)"),
+            "hours": st.column_config.NumberColumn("Hours", format="%d"),
+            "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%,.0f"),
+            "status": "Status",
+        },
+    )
+
+
 def weekly(org_id: int, sites: list[dict]) -> None:
     now = data.now_hour()
     weeks = []
@@ -154,33 +182,14 @@ def weekly(org_id: int, sites: list[dict]) -> None:
     if report["daily_kwh"]:
         st.markdown("##### kWh per local day")
         st.plotly_chart(charts.daily_bars(report["daily_kwh"]), key="weekly-daily")
-    alerts = pd.DataFrame(report["new_alerts"])
-    st.markdown("##### New alerts")
-    if alerts.empty:
-        st.caption("No new alerts this week.")
-    else:
-        zones = {s["site_id"]: s["timezone"] for s in sites}
-        shown = alerts[
-            ["site_id", "meter_id", "rule", "start_utc", "hours", "wasted_kwh", "status"]
-        ]
-        shown = shown.assign(
-            start_utc=[
-                local_time(t, zones.get(s, "UTC"))
-                for t, s in zip(alerts["start_utc"], alerts["site_id"], strict=True)
-            ]
-        )
-        st.dataframe(
-            shown,
-            hide_index=True,
-            key="weekly-alerts",
-            column_config={
-                **SITE_METER,
-                "start_utc": st.column_config.TextColumn("Start (site time)"),
-                "hours": st.column_config.NumberColumn("Hours", format="%d"),
-                "wasted_kwh": st.column_config.NumberColumn("Wasted kWh", format="%,.0f"),
-                "status": "Status",
-            },
-        )
+    zones = {s["site_id"]: s["timezone"] for s in sites}
+    _alert_table("New alerts", report["new_alerts"], zones, "No new alerts this week.")
+    _alert_table(
+        "Still open from earlier weeks",
+        report["still_open"],
+        zones,
+        "Every earlier alert is resolved or dismissed.",
+    )
     st.markdown("##### Confirmed issues and actions")
     confirmed = pd.DataFrame(report["confirmed_issues"])
     if confirmed.empty:
@@ -221,7 +230,12 @@ def weekly(org_id: int, sites: list[dict]) -> None:
     _downloads(
         report,
         f"cei-weekly-{week}",
-        {"completeness": comp, "new alerts": alerts, "focus": focus},
+        {
+            "completeness": comp,
+            "new alerts": pd.DataFrame(report["new_alerts"]),
+            "still open": pd.DataFrame(report["still_open"]),
+            "focus": focus,
+        },
         "weekly",
     )
 

@@ -217,6 +217,12 @@ def test_reports_page_sections(admin):
     assert not admin.exception
     labels = [d.label for d in admin.download_button]
     assert "HTML (prints to PDF)" in labels and "Markdown" in labels
+    # The demo's alerts of earlier weeks nobody has closed stay in view.
+    assert "##### Still open from earlier weeks" in [m.value for m in admin.markdown]
+    # The alert tables, in order: new this week, then still open from earlier weeks.
+    new, still_open = [d.value for d in admin.dataframe if "start_utc" in d.value.columns]
+    assert len(still_open) > 0 and set(still_open["status"]) <= {"open", "acknowledged"}
+    assert min(still_open["start_utc"]) < min(new["start_utc"])
     admin.radio(key="reports-section").set_value("Pilot report").run()
     assert not admin.exception
     card = admin.dataframe[0].value
